@@ -1,0 +1,19 @@
+//! hangar's domain model.
+//!
+//! Owns: typed ids ([`ids`]), the sandbox lifecycle state machine with checked transitions
+//! ([`sandbox`]), boot stages, resource limits and retention policies, and the domain errors.
+//!
+//! **Architecture Invariant:** this crate does no I/O and never reads the clock or an RNG:
+//! timestamps and fresh ids are passed in by the edge crates (`hangar-server`, `hangar-agent`).
+//! That keeps every rule here testable with plain values.
+
+pub mod ids;
+pub mod sandbox;
+pub mod time;
+
+pub use ids::{NodeId, SandboxId, TokenId, UserId};
+pub use sandbox::{
+    BootEvent, BootStage, DriverKind, Failure, FailureKind, InvalidTransition, Limits,
+    LimitsError, RetentionPolicy, Sandbox, SandboxState,
+};
+pub use time::Timestamp;
