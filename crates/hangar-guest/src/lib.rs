@@ -1,0 +1,1 @@
+//! hangar-guest (being written).

@@ -1,0 +1,1 @@
+//! hangar-identity (being written).

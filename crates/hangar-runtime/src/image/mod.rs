@@ -1,0 +1,1 @@
+//! Images (being written).

@@ -1,0 +1,10 @@
+//! Runs sandboxes on one machine.
+//!
+//! Owns: the [`driver::Driver`] trait and its implementations (runc now; qemu and firecracker
+//! later, each behind a cargo feature), and the [`image`] store where golden root filesystems
+//! are built and kept, content-addressed and immutable.
+//!
+//! **Architecture Invariant:** this crate knows nothing of users, tokens or the store; it is
+//! told what to run and reports what it sees. It never decides a sandbox's lifecycle state.
+
+pub mod image;

@@ -1,0 +1,1 @@
+//! hangar-server (being written).
