@@ -1,1 +1,192 @@
-fn main() {}
+//! `cargo xtask`: the project's entry points, so set-up lives in the repository.
+//!
+//! - `cargo xtask up [ARGS]`  installs system packages, builds hangar and the static guest
+//!   agent, builds the default image if missing, then runs `hangar up ARGS`.
+//! - `cargo xtask test`       installs system packages, builds the guest agent and the default
+//!   image (cached), then runs the whole test suite with nextest.
+//! - `cargo xtask bench`      builds in release and runs `hangar bench`.
+//! - `cargo xtask guest`      builds only the static guest agent.
+//! - `cargo xtask deps`       installs only the system packages.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// Debian packages hangar needs on a node (and its tests need on CI).
+const PACKAGES: &[&str] = &[
+    "runc",
+    "debootstrap",
+    "busybox-static",
+    "postgresql",
+    "util-linux",
+    "iproute2",
+    "ca-certificates",
+];
+
+/// Target triple of the static guest agent.
+const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let cmd = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let root = project_root();
+    match cmd.as_str() {
+        "deps" => deps(),
+        "guest" => guest(&root).map(|_| ()),
+        "build" => build(&root).map(|_| ()),
+        "up" => up(&root, &rest),
+        "test" => test(&root, &rest),
+        "bench" => bench(&root, &rest),
+        _ => {
+            eprintln!("usage: cargo xtask <up|test|bench|build|guest|deps> [ARGS]");
+            bail!("unknown command {cmd:?}")
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("$ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Installs the missing Debian packages (apt-get update only when something is missing).
+fn deps() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("missing packages {missing:?}: run as root (hangar's runc node needs root)");
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing))
+}
+
+/// Builds the static guest agent; returns its path.
+fn guest(root: &Path) -> anyhow::Result<PathBuf> {
+    let target_dir = root.join("target/guest");
+    run(Command::new(env!("CARGO"))
+        .current_dir(root)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "hangar-guest",
+            "--bin",
+            "hangar-guest",
+            "--target",
+            GUEST_TARGET,
+        ]))?;
+    Ok(target_dir.join(GUEST_TARGET).join("release/hangar-guest"))
+}
+
+/// Builds `hangar` (release) and places the guest agent beside it; returns the hangar path.
+fn build(root: &Path) -> anyhow::Result<PathBuf> {
+    let guest = guest(root)?;
+    run(Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["build", "--release", "-p", "hangar", "--bin", "hangar"]))?;
+    let bin = root.join("target/release/hangar");
+    let beside = root.join("target/release/hangar-guest");
+    std::fs::copy(&guest, &beside).with_context(|| format!("copying {}", guest.display()))?;
+    Ok(bin)
+}
+
+fn data_dir_arg(args: &[String]) -> Option<String> {
+    args.iter()
+        .position(|a| a == "--data-dir")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--data-dir=").map(str::to_owned))
+        })
+}
+
+fn up(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    deps()?;
+    let hangar = build(root)?;
+    // Build the default image if it is missing (finished steps are reused).
+    let mut image = Command::new(&hangar);
+    image.args(["image", "build", "default"]);
+    if let Some(dir) = data_dir_arg(args) {
+        image.args(["--data-dir", &dir]);
+    }
+    run(&mut image)?;
+    let mut up = Command::new(&hangar);
+    up.arg("up").args(args);
+    eprintln!("$ {up:?}");
+    let status = up.status().context("starting hangar up")?;
+    if !status.success() {
+        bail!("hangar up exited with {status}");
+    }
+    Ok(())
+}
+
+fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    deps()?;
+    let guest = guest(root)?;
+    // The end-to-end tests run the real CLIs from the default image; build it once (cached).
+    let images = root.join("target/test-images");
+    run(Command::new(env!("CARGO")).current_dir(root).args([
+        "build", "-p", "hangar", "--bin", "hangar",
+    ]))?;
+    run(Command::new(root.join("target/debug/hangar"))
+        .args(["image", "build", "default", "--data-dir"])
+        .arg(&images)
+        .env("HANGAR_GUEST_AGENT", &guest))?;
+    let nextest = Command::new(env!("CARGO"))
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root)
+        .env("HANGAR_GUEST_AGENT", &guest)
+        .env("HANGAR_TEST_IMAGES", images.join("images"));
+    if nextest {
+        cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    } else {
+        cmd.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    cmd.args(args);
+    run(&mut cmd)
+}
+
+fn bench(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    deps()?;
+    let hangar = build(root)?;
+    run(Command::new(hangar).arg("bench").args(args))
+}

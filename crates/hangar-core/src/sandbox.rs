@@ -337,10 +337,11 @@ impl Default for Limits {
 
 /// What happens to a sandbox's resources (writable layer, console log, container) when it
 /// fails. A per-sandbox policy, never a global switch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "on_failure", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RetentionPolicy {
     /// Release everything as soon as the sandbox fails (the default). The record stays.
+    #[default]
     Delete,
     /// Keep the failed sandbox's files for inspection for `ttl_s` seconds, then release them.
     Keep {
@@ -359,12 +360,6 @@ impl RetentionPolicy {
             Self::Delete => failed_at,
             Self::Keep { ttl_s } => failed_at.plus_ms(i64::from(ttl_s) * 1000),
         }
-    }
-}
-
-impl Default for RetentionPolicy {
-    fn default() -> Self {
-        Self::Delete
     }
 }
 

@@ -7,4 +7,10 @@
 //! **Architecture Invariant:** this crate knows nothing of users, tokens or the store; it is
 //! told what to run and reports what it sees. It never decides a sandbox's lifecycle state.
 
+pub mod driver;
 pub mod image;
+pub mod process;
+#[cfg(feature = "runc")]
+pub mod runc;
+
+pub use driver::{AnyDriver, Driver, DriverError, RuntimeSandbox, RuntimeStatus, SandboxSpec};

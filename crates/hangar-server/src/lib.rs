@@ -1,1 +1,18 @@
-//! hangar-server (being written).
+//! The control plane: the axum API, authentication, the sandbox service and the reconciler.
+//!
+//! Owns: HTTP routes and their OpenAPI document ([`api`]), the problem+json error mapping
+//! ([`error`]), users and tokens ([`accounts`]), the sandbox lifecycle orchestration and the
+//! reconciler ([`sandboxes`]).
+//!
+//! **Architecture Invariant:** handlers never touch SQL, crypto or drivers: they call one
+//! service operation. Every sandbox state change goes through the store's compare-and-set.
+//! Secrets never reach a log line.
+
+pub mod accounts;
+pub mod api;
+pub mod clock;
+pub mod error;
+pub mod local;
+pub mod sandboxes;
+
+pub use api::{router, AppState};

@@ -1,1 +1,396 @@
-//! hangar-store (being written).
+//! hangar's persistence: sqlx repositories and embedded migrations for SQLite (`hangar up`, one
+//! file under the data directory) and PostgreSQL (`hangar serve`, shared by many machines).
+//!
+//! Owns: the schema (`migrations/sqlite`, `migrations/postgres`, kept in step), the mapping
+//! between rows and the domain types of `hangar-core`, and the compare-and-set writes that make
+//! lifecycle changes race-free ([`SandboxRepo::transition`]).
+//!
+//! One set of queries serves both databases through sqlx's `Any` driver: `$1` placeholders,
+//! portable SQL, ids as hyphenated UUID text, times as BIGINT unix milliseconds, booleans as
+//! 0/1 integers, nested values as JSON text in a store-owned shape (see each repository).
+//!
+//! **Architecture Invariant:** no business rules beyond compare-and-set: which transitions are
+//! legal is asked of `hangar-core`, who may see what is decided by the caller (the store only
+//! offers owner-scoped reads). No I/O other than the database, no clock (every `now` is passed
+//! in), and no secrets: token secrets arrive already hashed, and errors and logs never carry
+//! stored values or database URLs.
+
+#![warn(missing_docs)]
+
+mod codec;
+mod error;
+mod nodes;
+mod sandboxes;
+mod tokens;
+mod users;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Connection, Executor};
+
+pub use error::StoreError;
+pub use nodes::{NodeRecord, NodeRepo};
+pub use sandboxes::{SandboxRepo, StateChange};
+pub use tokens::{TokenRecord, TokenRepo};
+pub use users::{User, UserRepo};
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// SQLite's wait for a locked database, in milliseconds (`PRAGMA busy_timeout`).
+pub const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// Which database a [`Store`] talks to, chosen by the URL's scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// `sqlite:` URLs: a file (WAL mode) or `sqlite::memory:`.
+    Sqlite,
+    /// `postgres:` or `postgresql:` URLs.
+    Postgres,
+}
+
+impl Dialect {
+    /// The dialect of `url`, by its scheme. Errors with [`StoreError::UnsupportedUrl`] naming
+    /// only the scheme (the rest may hold a password).
+    pub fn from_url(url: &str) -> Result<Dialect, StoreError> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => Ok(Dialect::Sqlite),
+            "postgres" | "postgresql" => Ok(Dialect::Postgres),
+            _ => Err(StoreError::UnsupportedUrl {
+                scheme: scheme.chars().take(32).collect(),
+            }),
+        }
+    }
+}
+
+/// Pool settings. Every wait is bounded: acquiring a connection by `acquire_timeout`, a locked
+/// SQLite database by [`SQLITE_BUSY_TIMEOUT_MS`], a PostgreSQL statement by
+/// `statement_timeout`, and running migrations by `migrate_timeout`.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Most connections in the pool (forced to 1 for `sqlite::memory:`).
+    pub max_connections: u32,
+    /// Longest wait for a pooled connection, including opening a new one.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL `statement_timeout` for every statement (lock waits included). Ignored by SQLite.
+    pub statement_timeout: Duration,
+    /// Longest wait for the migrations to apply (PostgreSQL serializes concurrent migrators).
+    pub migrate_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    /// 8 connections, 5 s acquire, 30 s statements, 60 s migrations.
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            migrate_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The store: a connection pool over SQLite or PostgreSQL, migrated to the current schema.
+/// Cheap to clone (the pool is shared).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+static MEMORY_DB_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Store {
+    /// Connects with [`StoreOptions::default`] and applies any pending migrations.
+    ///
+    /// `url` is `sqlite:///abs/path/hangar.db` (the file is created if missing, its directory is
+    /// not), `sqlite::memory:` (one private in-memory database per `Store`, gone when the store is
+    /// closed), or `postgres://user@host/db`.
+    ///
+    /// Errors: [`StoreError::UnsupportedUrl`], [`StoreError::Database`] (cannot connect within
+    /// the acquire timeout), [`StoreError::Migrate`], [`StoreError::Timeout`].
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// [`Store::connect`] with explicit pool settings.
+    pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::from_url(url)?;
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout);
+        let url = match dialect {
+            Dialect::Sqlite => {
+                let (url, in_memory) = sqlite_url(url);
+                if in_memory {
+                    // Each connection to `:memory:` is its own database: keep exactly one,
+                    // forever, so the data lives as long as the store.
+                    pool_options = pool_options
+                        .max_connections(1)
+                        .min_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None);
+                } else {
+                    enable_wal(&url, options.acquire_timeout).await?;
+                }
+                pool_options = pool_options.after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute(
+                            format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str(),
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                });
+                url
+            }
+            Dialect::Postgres => {
+                let statement_ms = options.statement_timeout.as_millis();
+                pool_options = pool_options.after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute(format!("SET statement_timeout = {statement_ms}").as_str())
+                            .await?;
+                        Ok(())
+                    })
+                });
+                url.to_owned()
+            }
+        };
+        let connect_options: AnyConnectOptions = url.parse()?;
+        let pool = pool_options.connect_with(connect_options).await?;
+        let migrator = match dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATOR,
+            Dialect::Postgres => &POSTGRES_MIGRATOR,
+        };
+        match tokio::time::timeout(options.migrate_timeout, migrator.run(&pool)).await {
+            Ok(result) => result.map_err(StoreError::Migrate)?,
+            Err(_) => {
+                return Err(StoreError::Timeout {
+                    what: "running migrations",
+                })
+            }
+        }
+        tracing::debug!(?dialect, "store connected and migrated");
+        Ok(Store { pool, dialect })
+    }
+
+    /// The `sqlite:` URL of the database file at `path` (absolute, as `hangar up` uses it),
+    /// with the characters SQLite URLs give a meaning (`%`, `?`, `#`) percent-encoded.
+    /// A non-UTF-8 path is converted lossily.
+    pub fn sqlite_url(path: &std::path::Path) -> String {
+        let mut url = String::from("sqlite://");
+        for ch in path.to_string_lossy().chars() {
+            match ch {
+                '%' => url.push_str("%25"),
+                '?' => url.push_str("%3F"),
+                '#' => url.push_str("%23"),
+                other => url.push(other),
+            }
+        }
+        url
+    }
+
+    /// Users.
+    pub fn users(&self) -> UserRepo<'_> {
+        UserRepo::new(&self.pool)
+    }
+
+    /// Personal access tokens (hashes only).
+    pub fn tokens(&self) -> TokenRepo<'_> {
+        TokenRepo::new(&self.pool)
+    }
+
+    /// Sandbox records and their compare-and-set lifecycle changes.
+    pub fn sandboxes(&self) -> SandboxRepo<'_> {
+        SandboxRepo::new(&self.pool)
+    }
+
+    /// Nodes and their heartbeats.
+    pub fn nodes(&self) -> NodeRepo<'_> {
+        NodeRepo::new(&self.pool)
+    }
+
+    /// One round trip to the database (for `/readyz`), bounded by the acquire timeout (and, on
+    /// PostgreSQL, the statement timeout). Errors: [`StoreError::Database`].
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        conn.ping().await?;
+        Ok(())
+    }
+
+    /// Which database this store talks to.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Closes every connection and waits for them to finish. An in-memory SQLite database is
+    /// gone afterwards; files and PostgreSQL databases keep their data for the next `connect`.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Normalizes a `sqlite:` URL: `:memory:` becomes a uniquely named in-memory database (shared by
+/// the pool's one connection), and a file URL without `mode=` gets `mode=rwc` (create if
+/// missing). Returns the URL and whether it is in memory.
+fn sqlite_url(url: &str) -> (String, bool) {
+    let rest = url
+        .split_once(':')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let path = path.trim_start_matches("//");
+    let memory = path == ":memory:" || query.split('&').any(|kv| kv == "mode=memory");
+    if memory {
+        let n = MEMORY_DB_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("hangar-memory-{}-{n}", std::process::id());
+        return (format!("sqlite:file:{name}?mode=memory&cache=shared"), true);
+    }
+    if query.split('&').any(|kv| kv.starts_with("mode=")) {
+        (url.to_owned(), false)
+    } else if query.is_empty() {
+        (format!("{url}?mode=rwc"), false)
+    } else {
+        (format!("{url}&mode=rwc"), false)
+    }
+}
+
+/// Puts a SQLite file in WAL mode once, before the pool opens (changing the journal mode takes a
+/// lock that `busy_timeout` does not wait for, so it must not race the pool's connections).
+async fn enable_wal(url: &str, timeout: Duration) -> Result<(), StoreError> {
+    let work = async {
+        let mut conn = sqlx::AnyConnection::connect(url).await?;
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut conn)
+            .await?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
+                .fetch_one(&mut conn)
+                .await?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(journal_mode = %mode, "SQLite refused WAL mode");
+            }
+        }
+        conn.close().await?;
+        Ok::<(), sqlx::Error>(())
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result.map_err(StoreError::Database),
+        Err(_) => Err(StoreError::Timeout {
+            what: "opening the SQLite file",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialect_by_scheme() {
+        assert_eq!(
+            Dialect::from_url("sqlite::memory:").ok(),
+            Some(Dialect::Sqlite)
+        );
+        assert_eq!(
+            Dialect::from_url("sqlite:///var/lib/hangar/hangar.db").ok(),
+            Some(Dialect::Sqlite)
+        );
+        assert_eq!(
+            Dialect::from_url("postgres://u:secret@h/db").ok(),
+            Some(Dialect::Postgres)
+        );
+        assert_eq!(
+            Dialect::from_url("postgresql://h/db").ok(),
+            Some(Dialect::Postgres)
+        );
+        let err = Dialect::from_url("mysql://u:secret@h/db").expect_err("mysql");
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn sqlite_url_for_a_path_escapes_url_syntax() {
+        assert_eq!(
+            Store::sqlite_url(std::path::Path::new("/var/lib/hangar/hangar.db")),
+            "sqlite:///var/lib/hangar/hangar.db"
+        );
+        assert_eq!(
+            Store::sqlite_url(std::path::Path::new("/data/50%?#/h b.db")),
+            "sqlite:///data/50%25%3F%23/h b.db"
+        );
+    }
+
+    /// The two migration directories describe the same schema: same files, and the same text
+    /// once comments and the dialects' type spellings are set aside. A migration that must
+    /// differ on purpose goes in `ALLOWED_TO_DIFFER` with a reason.
+    #[test]
+    fn migrations_are_kept_in_step() {
+        const ALLOWED_TO_DIFFER: &[&str] = &[];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let list = |sub: &str| {
+            let mut names: Vec<String> = std::fs::read_dir(dir.join(sub))
+                .expect("migrations dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let normalize = |text: String| {
+            text.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join(" ")
+                .replace("INTEGER", "BIGINT")
+                .replace(") STRICT;", ");")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let sqlite = list("sqlite");
+        assert_eq!(sqlite, list("postgres"), "same migration files");
+        assert!(!sqlite.is_empty());
+        for name in sqlite {
+            if ALLOWED_TO_DIFFER.contains(&name.as_str()) {
+                continue;
+            }
+            let read = |sub: &str| {
+                std::fs::read_to_string(dir.join(sub).join(&name)).expect("read migration")
+            };
+            assert_eq!(
+                normalize(read("sqlite")),
+                normalize(read("postgres")),
+                "{name} differs between dialects"
+            );
+        }
+    }
+
+    #[test]
+    fn sqlite_urls_are_normalized() {
+        assert_eq!(
+            sqlite_url("sqlite:///tmp/x.db"),
+            ("sqlite:///tmp/x.db?mode=rwc".to_owned(), false)
+        );
+        assert_eq!(
+            sqlite_url("sqlite:///tmp/x.db?cache=private"),
+            (
+                "sqlite:///tmp/x.db?cache=private&mode=rwc".to_owned(),
+                false
+            )
+        );
+        assert_eq!(
+            sqlite_url("sqlite:///tmp/x.db?mode=ro"),
+            ("sqlite:///tmp/x.db?mode=ro".to_owned(), false)
+        );
+        let (a, mem_a) = sqlite_url("sqlite::memory:");
+        let (b, mem_b) = sqlite_url("sqlite://:memory:");
+        assert!(mem_a && mem_b);
+        assert_ne!(a, b, "each in-memory store is its own database");
+    }
+}

@@ -1,1 +1,288 @@
-//! hangar-testkit (being written).
+//! Test kit (dev-only): the real control plane and local runc node, in process, serving the
+//! real HTTP API on `127.0.0.1:0` over a temporary data directory, plus helpers every
+//! integration test needs: the static guest agent, test images, an HTTP client, and
+//! `wait_until` (every wait has a deadline; no bare sleeps).
+//!
+//! **Architecture Invariant:** nothing here is a fake: the plane is the same
+//! [`hangar_server::local::LocalPlane`] that `hangar up` assembles.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hangar_runtime::image::{Image, ImageStore};
+use hangar_server::local::{LocalConfig, LocalPlane};
+use hangar_server::sandboxes::SandboxConfig;
+use serde_json::Value;
+
+/// Polls `condition` every 20 ms until it yields `Some`, or fails after `deadline`.
+pub async fn wait_until<T, F, Fut>(deadline: Duration, what: &str, mut condition: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = condition().await? {
+            return Ok(v);
+        }
+        if Instant::now() > end {
+            bail!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Fails unless running as root with runc on PATH (the runc driver needs both; CI has them).
+pub fn require_root_and_runc() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (the runc driver mounts overlays and runs runc)"
+    );
+    assert!(
+        Command::new("runc").arg("--version").output().is_ok_and(|o| o.status.success()),
+        "this test needs runc on PATH (cargo xtask test installs it)"
+    );
+}
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The static guest agent: `$HANGAR_GUEST_AGENT` (set by `cargo xtask test`), else built
+/// once with `cargo xtask guest`.
+pub fn guest_agent() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(p) = std::env::var_os("HANGAR_GUEST_AGENT") {
+            return PathBuf::from(p);
+        }
+        let root = workspace_root();
+        let status = Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args(["xtask", "guest"])
+            .status()
+            .expect("running cargo xtask guest");
+        assert!(status.success(), "cargo xtask guest failed");
+        root.join("target/guest/x86_64-unknown-linux-gnu/release/hangar-guest")
+    })
+    .clone()
+}
+
+/// A running control plane with its API on loopback.
+pub struct TestPlane {
+    /// The assembled plane (service, accounts, store).
+    pub plane: LocalPlane,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The bootstrap admin's token.
+    pub admin_token: String,
+    /// The data directory (removed on drop).
+    pub data: tempfile::TempDir,
+    /// The image store of the node.
+    pub images: ImageStore,
+    server: tokio::task::JoinHandle<()>,
+    http: reqwest::Client,
+}
+
+/// Names of the images every [`TestPlane`] has.
+pub mod images {
+    /// busybox with the guest agent as init.
+    pub const BUSYBOX: &str = "busybox";
+    /// busybox whose init prints two lines and hangs: the guest agent never starts.
+    pub const HANG: &str = "hang";
+}
+
+impl TestPlane {
+    /// Starts a plane with default settings.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(SandboxConfig::default()).await
+    }
+
+    /// Starts a plane with the given sandbox settings, the `busybox` and `hang` images.
+    pub async fn start_with(sandbox: SandboxConfig) -> anyhow::Result<Self> {
+        require_root_and_runc();
+        let data = tempfile::Builder::new().prefix("hangar-test").tempdir()?;
+        let images = ImageStore::open(data.path().join("images"))?;
+        hangar_runtime::image::testing::busybox_image(&images, images::BUSYBOX, None)?;
+        hangar_runtime::image::testing::busybox_image(
+            &images,
+            images::HANG,
+            Some(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "echo booting test image; echo stuck on purpose >&2; exec sleep 3600".into(),
+            ]),
+        )?;
+        let plane = LocalPlane::open(LocalConfig {
+            data_dir: data.path().to_owned(),
+            store_url: None,
+            guest_agent: guest_agent(),
+            images_dir: None,
+            sandbox,
+        })
+        .await?;
+        let admin_token = std::fs::read_to_string(&plane.admin_token_path)?
+            .trim()
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let app = hangar_server::router(plane.state.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            plane,
+            base,
+            admin_token,
+            data,
+            images,
+            server,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()?,
+        })
+    }
+
+    /// Adds an image made from the host's busybox to the node.
+    pub fn busybox_image(&self, name: &str, init: Option<Vec<String>>) -> anyhow::Result<Image> {
+        Ok(hangar_runtime::image::testing::busybox_image(&self.images, name, init)?)
+    }
+
+    /// Sends a request with `token` and returns the status and the JSON body (`Null` if empty).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.with_context(|| format!("calling {path}"))?;
+        let status = resp.status().as_u16();
+        let ctype = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let bytes = resp.bytes().await?;
+        if status >= 400 {
+            assert_eq!(ctype, "application/problem+json", "error bodies are problem+json: {path} {status}");
+        }
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).with_context(|| format!("JSON from {path}"))?
+        };
+        Ok((status, value))
+    }
+
+    /// A raw request with a raw body and content type, for malformed-input tests.
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: &'static str,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await?;
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    }
+
+    /// Creates a sandbox as `token` and returns its JSON (state `creating`).
+    pub async fn create(&self, token: &str, body: Value) -> anyhow::Result<Value> {
+        let (status, v) = self
+            .request(reqwest::Method::POST, "/api/v1/sandboxes", Some(token), Some(body))
+            .await?;
+        if status != 202 {
+            bail!("create answered {status}: {v}");
+        }
+        Ok(v)
+    }
+
+    /// Reads a sandbox as `token`.
+    pub async fn get(&self, token: &str, id: &str) -> anyhow::Result<Value> {
+        let (status, v) = self
+            .request(reqwest::Method::GET, &format!("/api/v1/sandboxes/{id}"), Some(token), None)
+            .await?;
+        if status != 200 {
+            bail!("get answered {status}: {v}");
+        }
+        Ok(v)
+    }
+
+    /// Waits until the sandbox's state satisfies `done`, within `deadline`.
+    pub async fn wait_state(
+        &self,
+        token: &str,
+        id: &str,
+        deadline: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<Value> {
+        wait_until(deadline, &format!("sandbox {id} state"), || async {
+            let v = self.get(token, id).await?;
+            let state = v["state"].as_str().unwrap_or("").to_owned();
+            Ok(done(&state).then_some(v))
+        })
+        .await
+    }
+
+    /// Creates a user and returns its token.
+    pub async fn new_user(&self, name: &str) -> anyhow::Result<String> {
+        let (status, v) = self
+            .request(
+                reqwest::Method::POST,
+                "/api/v1/users",
+                Some(&self.admin_token),
+                Some(serde_json::json!({ "name": name })),
+            )
+            .await?;
+        if status != 201 {
+            bail!("user create answered {status}: {v}");
+        }
+        v["token"].as_str().map(str::to_owned).context("token in answer")
+    }
+
+    /// Destroys every sandbox the store knows, waiting for each (test cleanup).
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let svc = self.plane.state.sandboxes.clone();
+        let all = self
+            .plane
+            .state
+            .store
+            .sandboxes()
+            .list_on_node(svc.node().id())
+            .await?;
+        for s in all {
+            let _ = svc.node().destroy(s.id).await;
+        }
+        self.server.abort();
+        Ok(())
+    }
+}

@@ -1,1 +1,49 @@
-fn main() {}
+//! The `hangar` binary: parses the command line and hands each command to its module.
+//! Logic lives in the library crates; this crate wires config, state and output.
+
+mod bench;
+mod cli;
+mod client;
+mod commands;
+mod commands_image;
+mod config;
+mod output;
+mod shell;
+mod up;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Up(args) => up::run(args).await.map(|()| std::process::ExitCode::SUCCESS),
+        Command::Sandbox(cmd) => commands::sandbox(cmd).await,
+        Command::Image(cmd) => commands::image(cmd).await,
+        Command::Token(cmd) => commands::token(cmd).await,
+        Command::User(cmd) => commands::user(cmd).await,
+        Command::Bench(args) => bench::run(args).await.map(|()| std::process::ExitCode::SUCCESS),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "hangar", &mut std::io::stdout());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}

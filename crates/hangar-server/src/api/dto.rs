@@ -1,0 +1,329 @@
+//! The wire format of `/api/v1`: request and response bodies, converted to and from domain
+//! types here and nowhere else. The CLI deserializes these same types.
+
+use std::collections::BTreeMap;
+
+use hangar_core::{
+    BootEvent, DriverKind, Failure, Limits, NodeId, RetentionPolicy, Sandbox, SandboxId,
+    SandboxState, Timestamp, TokenId, UserId,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// `POST /api/v1/sandboxes` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSandboxRequest {
+    /// Image name (`default`) or digest (`sha256:...`). Default `default`.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Limits; any field left out takes the server default.
+    #[serde(default)]
+    pub limits: Option<LimitsRequest>,
+    /// How long the boot may take before the sandbox is `failed`, in milliseconds
+    /// (100 to the server maximum; default 30000).
+    #[serde(default)]
+    pub readiness_timeout_ms: Option<u64>,
+    /// What to keep if the sandbox fails. Default: release everything.
+    #[serde(default)]
+    pub retention: Option<RetentionPolicy>,
+}
+
+/// Limits in a create request; missing fields take the server defaults.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsRequest {
+    /// CPU quota in thousandths of a core.
+    pub cpu_millis: Option<u32>,
+    /// Memory limit in MiB.
+    pub memory_mib: Option<u32>,
+    /// Maximum number of processes.
+    pub pids_max: Option<u32>,
+}
+
+impl LimitsRequest {
+    /// Fills missing fields from `defaults`.
+    pub fn resolve(self, defaults: Limits) -> Limits {
+        Limits {
+            cpu_millis: self.cpu_millis.unwrap_or(defaults.cpu_millis),
+            memory_mib: self.memory_mib.unwrap_or(defaults.memory_mib),
+            pids_max: self.pids_max.unwrap_or(defaults.pids_max),
+        }
+    }
+}
+
+/// A sandbox as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SandboxView {
+    /// Its id.
+    pub id: SandboxId,
+    /// Its owner.
+    pub owner: UserId,
+    /// The node running it.
+    pub node: NodeId,
+    /// The image name asked for.
+    pub image: String,
+    /// The image digest used.
+    pub image_digest: String,
+    /// The driver.
+    pub driver: DriverKind,
+    /// The state.
+    pub state: SandboxState,
+    /// Limits in force.
+    pub limits: Limits,
+    /// Stages of the latest boot with their times.
+    pub boot: Vec<BootEvent>,
+    /// Why it failed, when failed.
+    pub failure: Option<Failure>,
+    /// Retention policy on failure.
+    pub retention: RetentionPolicy,
+    /// Readiness deadline in milliseconds.
+    pub readiness_timeout_ms: u64,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When its record last changed.
+    pub updated_at: Timestamp,
+    /// When its node resources were released, if they were.
+    pub released_at: Option<Timestamp>,
+}
+
+impl From<Sandbox> for SandboxView {
+    fn from(s: Sandbox) -> Self {
+        Self {
+            id: s.id,
+            owner: s.owner,
+            node: s.node,
+            image: s.image,
+            image_digest: s.image_digest,
+            driver: s.driver,
+            state: s.state,
+            limits: s.limits,
+            boot: s.boot,
+            failure: s.failure,
+            retention: s.retention,
+            readiness_timeout_ms: s.readiness_timeout_ms,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            released_at: s.released_at,
+        }
+    }
+}
+
+/// `GET /api/v1/sandboxes` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Include destroyed sandboxes.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `POST /api/v1/sandboxes/{id}/exec` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequestBody {
+    /// The command and its arguments; argv\[0\] is looked up on PATH.
+    pub argv: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory (default: the user's home).
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Deadline in milliseconds (default 60000); the command is killed when it passes.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Text written to the command's stdin, which is then closed.
+    #[serde(default)]
+    pub stdin: Option<String>,
+}
+
+/// The result of an exec.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExecResult {
+    /// Exit code, if the command exited.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, if one did.
+    pub signal: Option<i32>,
+    /// True when the deadline killed it.
+    pub timed_out: bool,
+    /// Its stdout (UTF-8, invalid bytes replaced).
+    pub stdout: String,
+    /// Its stderr (UTF-8, invalid bytes replaced).
+    pub stderr: String,
+    /// Wall time of the whole call in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// An image on the node.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ImageView {
+    /// Its name.
+    pub name: String,
+    /// Its content digest.
+    pub digest: String,
+    /// Size of its root filesystem in bytes.
+    pub size_bytes: u64,
+    /// Labels (such as the CLI versions it carries).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A user.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserView {
+    /// Its id.
+    pub id: UserId,
+    /// Its name.
+    pub name: String,
+    /// Whether it is an admin.
+    pub is_admin: bool,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+impl From<hangar_store::User> for UserView {
+    fn from(u: hangar_store::User) -> Self {
+        Self {
+            id: u.id,
+            name: u.name,
+            is_admin: u.is_admin,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// `POST /api/v1/users` body (admin only).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// Unique name: 1-64 of letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// Make it an admin.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// A new user and its first token (shown once).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedUser {
+    /// The user.
+    pub user: UserView,
+    /// Its first personal access token; shown only here.
+    pub token: String,
+}
+
+/// `POST /api/v1/tokens` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// A label for the token.
+    pub name: String,
+    /// Lifetime in seconds (default: no expiry; at most one year).
+    #[serde(default)]
+    pub expires_in_s: Option<u64>,
+}
+
+/// A token record (never the secret).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenView {
+    /// Its id.
+    pub id: TokenId,
+    /// Its label.
+    pub name: String,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it expires.
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// When it was last used.
+    pub last_used_at: Option<Timestamp>,
+}
+
+impl From<hangar_store::TokenRecord> for TokenView {
+    fn from(t: hangar_store::TokenRecord) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+            last_used_at: t.last_used_at,
+        }
+    }
+}
+
+/// A new token: its record and its secret (shown once).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    /// The record.
+    #[serde(flatten)]
+    pub record: TokenView,
+    /// The secret; shown only here.
+    pub token: String,
+}
+
+/// Who the caller is.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MeView {
+    /// The user id.
+    pub id: UserId,
+    /// The user name.
+    pub name: String,
+    /// Whether the user is an admin.
+    pub is_admin: bool,
+}
+
+/// `GET /api/v1/sandboxes/{id}/pty` query.
+#[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
+pub struct PtyQuery {
+    /// Terminal rows (default 24).
+    #[serde(default)]
+    pub rows: Option<u16>,
+    /// Terminal columns (default 80).
+    #[serde(default)]
+    pub cols: Option<u16>,
+    /// The command as a JSON array of strings (default: the user's login shell).
+    #[serde(default)]
+    pub argv: Option<String>,
+}
+
+/// Text messages a PTY client sends (binary messages are keyboard input).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PtyClientMessage {
+    /// The terminal was resized.
+    Resize {
+        /// Rows.
+        rows: u16,
+        /// Columns.
+        cols: u16,
+    },
+    /// Send a signal to the foreground process group.
+    Signal {
+        /// Signal number (2 = SIGINT).
+        signal: i32,
+    },
+    /// Keyboard input as text.
+    Stdin {
+        /// The text.
+        data: String,
+    },
+}
+
+/// Text messages the server sends on a PTY (binary messages are terminal output).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PtyServerMessage {
+    /// The command ended; the socket closes next.
+    Exit {
+        /// Exit code, if it exited.
+        code: Option<i32>,
+        /// Signal that ended it, if one did.
+        signal: Option<i32>,
+    },
+    /// Something went wrong; the socket closes next.
+    Error {
+        /// What.
+        message: String,
+    },
+}

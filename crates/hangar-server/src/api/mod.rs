@@ -1,0 +1,106 @@
+//! The HTTP API: `/api/v1/...` JSON routes, their OpenAPI document (generated from the
+//! handlers with utoipa, served at `/api/v1/openapi.json`), `/healthz` and `/readyz`.
+//!
+//! Handlers extract, call one service operation, and map errors with `?` into
+//! [`crate::error::ApiError`] (problem+json). Only this module knows the wire format: domain
+//! types are converted to DTOs in [`dto`].
+
+pub mod accounts;
+pub mod auth;
+pub mod dto;
+pub mod health;
+pub mod json;
+pub mod pty;
+pub mod sandboxes;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::accounts::Accounts;
+use crate::sandboxes::SandboxService;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Sandboxes.
+    pub sandboxes: Arc<SandboxService>,
+    /// Users, tokens, authentication.
+    pub accounts: Arc<Accounts>,
+    /// The store, for readiness checks.
+    pub store: hangar_store::Store,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hangar",
+        description = "Sandboxes for AI coding CLIs. Errors are RFC 9457 problem+json.",
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(crate::error::Problem))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A personal access token (hgr_pat_...)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The routes and the OpenAPI document describing exactly those routes.
+pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(sandboxes::list, sandboxes::create))
+        .routes(routes!(sandboxes::get, sandboxes::destroy))
+        .routes(routes!(sandboxes::exec))
+        .routes(routes!(sandboxes::stop))
+        .routes(routes!(sandboxes::start))
+        .routes(routes!(pty::pty))
+        .routes(routes!(sandboxes::list_images))
+        .routes(routes!(accounts::me))
+        .routes(routes!(accounts::list_users, accounts::create_user))
+        .routes(routes!(accounts::list_tokens, accounts::create_token))
+        .routes(routes!(accounts::revoke_token))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .split_for_parts()
+}
+
+/// The OpenAPI document (also served at `/api/v1/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_parts().1
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api_parts();
+    let doc = Arc::new(doc);
+    api.route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let doc = Arc::clone(&doc);
+            async move { Json(doc.as_ref().clone()) }
+        }),
+    )
+    .fallback(|| async { crate::error::ApiError::not_found("no such route") })
+    .layer(tower_http::trace::TraceLayer::new_for_http())
+    .with_state(state)
+}

@@ -1,0 +1,201 @@
+//! Wiring for one machine: the store, accounts, the local node (runc driver + image store)
+//! and the sandbox service over a data directory. Used by `hangar up`, `hangar bench` and the
+//! test kit, so all three run exactly the same assembly.
+//!
+//! Data directory layout:
+//! ```text
+//! DATA/hangar.db        SQLite store (unless a store URL is given)
+//! DATA/admin-token      the bootstrap admin's token, mode 0600, written once
+//! DATA/node-id          this node's id
+//! DATA/bin/hangar-guest the guest agent bind-mounted into sandboxes
+//! DATA/images/          image store
+//! DATA/sandboxes/       per-sandbox directories (runc bundles)
+//! DATA/runc/            runc's state (--root)
+//! ```
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hangar_agent::Node;
+use hangar_core::NodeId;
+use hangar_runtime::image::ImageStore;
+use hangar_runtime::runc::{RuncConfig, RuncDriver};
+use hangar_runtime::AnyDriver;
+use hangar_store::{NodeRecord, Store};
+
+use crate::accounts::{AccountError, Accounts};
+use crate::api::AppState;
+use crate::clock::{Clock, SystemClock};
+use crate::sandboxes::{SandboxConfig, SandboxService};
+
+/// What to assemble.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Store URL; `sqlite://DATA/hangar.db` when `None`.
+    pub store_url: Option<String>,
+    /// The static guest agent binary to install into `DATA/bin`.
+    pub guest_agent: PathBuf,
+    /// The image store; `DATA/images` when `None`.
+    pub images_dir: Option<PathBuf>,
+    /// Sandbox service settings.
+    pub sandbox: SandboxConfig,
+}
+
+/// Errors while assembling.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// A file in the data directory.
+    #[error("{op} {path}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store.
+    #[error("store")]
+    Store(#[from] hangar_store::StoreError),
+    /// Accounts.
+    #[error("accounts")]
+    Accounts(#[from] AccountError),
+    /// The driver.
+    #[error("driver")]
+    Driver(#[from] hangar_runtime::DriverError),
+    /// The image store.
+    #[error("images")]
+    Image(#[from] hangar_runtime::image::ImageError),
+}
+
+/// An assembled single-machine control plane.
+#[derive(Debug, Clone)]
+pub struct LocalPlane {
+    /// State for the router.
+    pub state: AppState,
+    /// Where the bootstrap admin token is (written on first start only).
+    pub admin_token_path: PathBuf,
+    /// True when this start created the admin and wrote the token file.
+    pub bootstrapped: bool,
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LocalError {
+    let path = path.to_owned();
+    move |source| LocalError::Io { op, path, source }
+}
+
+impl LocalPlane {
+    /// Opens (or creates) everything under `config.data_dir`.
+    pub async fn open(config: LocalConfig) -> Result<Self, LocalError> {
+        let data = &config.data_dir;
+        std::fs::create_dir_all(data).map_err(io("create", data))?;
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))
+            .map_err(io("chmod", data))?;
+        let url = config
+            .store_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data.join("hangar.db").display()));
+        let store = Store::connect(&url).await?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let accounts = Accounts::new(store.clone(), Arc::clone(&clock));
+
+        let admin_token_path = data.join("admin-token");
+        let mut bootstrapped = false;
+        if let Some(issued) = accounts.bootstrap_admin().await? {
+            write_secret_file(&admin_token_path, issued.secret.expose_secret())?;
+            bootstrapped = true;
+        }
+
+        let guest = install_guest_agent(&config.guest_agent, &data.join("bin"))?;
+        let images = ImageStore::open(
+            config
+                .images_dir
+                .clone()
+                .unwrap_or_else(|| data.join("images")),
+        )?;
+        let driver = AnyDriver::Runc(RuncDriver::new(RuncConfig::under(data, guest))?);
+        let node_id = node_id(data)?;
+        let node_name = hostname();
+        let now = clock.now();
+        store
+            .nodes()
+            .upsert(&NodeRecord {
+                id: node_id,
+                name: node_name.clone(),
+                address: None,
+                drivers: vec!["runc".to_owned()],
+                last_heartbeat_at: now,
+                created_at: now,
+            })
+            .await?;
+        let node = Arc::new(Node::new(node_id, node_name, driver, images));
+        let sandboxes = SandboxService::new(store.clone(), node, clock, config.sandbox);
+        Ok(Self {
+            state: AppState {
+                sandboxes,
+                accounts,
+                store,
+            },
+            admin_token_path,
+            bootstrapped,
+        })
+    }
+}
+
+/// Writes a secret to a new file readable only by its owner (0600).
+fn write_secret_file(path: &Path, secret: &str) -> Result<(), LocalError> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io("write", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io("chmod", path))?;
+    file.write_all(secret.as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .map_err(io("write", path))
+}
+
+/// Copies the guest agent into `bin_dir` (atomically, so running sandboxes keep the old
+/// inode) unless an identical copy is there. Returns the installed path.
+fn install_guest_agent(source: &Path, bin_dir: &Path) -> Result<PathBuf, LocalError> {
+    std::fs::create_dir_all(bin_dir).map_err(io("create", bin_dir))?;
+    let target = bin_dir.join("hangar-guest");
+    let new = std::fs::read(source).map_err(io("read guest agent", source))?;
+    if std::fs::read(&target).ok().as_deref() == Some(new.as_slice()) {
+        return Ok(target);
+    }
+    let tmp = bin_dir.join(".hangar-guest.tmp");
+    std::fs::write(&tmp, &new).map_err(io("write", &tmp))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+        .map_err(io("chmod", &tmp))?;
+    std::fs::rename(&tmp, &target).map_err(io("rename", &target))?;
+    Ok(target)
+}
+
+/// This node's id, made once and kept in `DATA/node-id`.
+fn node_id(data: &Path) -> Result<NodeId, LocalError> {
+    let path = data.join("node-id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(id) = text.trim().parse() {
+            return Ok(id);
+        }
+    }
+    let id = NodeId::from_uuid(uuid::Uuid::now_v7());
+    std::fs::write(&path, format!("{id}\n")).map_err(io("write", &path))?;
+    Ok(id)
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "local".to_owned())
+}

@@ -1,0 +1,76 @@
+//! One boot of a sandbox (`creating` or `starting` -> `running`), under its readiness
+//! deadline. Stages are recorded as the node reports them; missing the deadline makes the
+//! sandbox `failed` with the stage reached and the console's last lines.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hangar_core::{BootEvent, FailureKind, SandboxState};
+use hangar_runtime::SandboxSpec;
+use hangar_store::StateChange;
+use tokio::sync::mpsc;
+
+use super::SandboxService;
+
+impl SandboxService {
+    /// Starts the boot of `spec` in the background; `from` is `creating` or `starting`.
+    pub(super) fn spawn_boot(
+        self: &Arc<Self>,
+        spec: SandboxSpec,
+        from: SandboxState,
+        readiness: Duration,
+    ) {
+        let this = Arc::clone(self);
+        let id = spec.id;
+        self.spawn_task(id, async move { this.run_boot(spec, from, readiness).await });
+    }
+
+    async fn run_boot(self: Arc<Self>, spec: SandboxSpec, from: SandboxState, readiness: Duration) {
+        let id = spec.id;
+        let (tx, mut rx) = mpsc::channel(4);
+        let node = Arc::clone(&self.node);
+        let boot = async move { node.boot(&spec, tx).await };
+        let record = async {
+            while let Some(stage) = rx.recv().await {
+                let now = self.clock.now();
+                let event = BootEvent { stage, at: now };
+                if let Err(e) = self
+                    .store
+                    .sandboxes()
+                    .record_boot_event(id, from, event, now)
+                    .await
+                {
+                    tracing::debug!(sandbox = %id, error = %e, "boot stage not recorded");
+                }
+            }
+        };
+        let outcome = tokio::time::timeout(readiness, async { tokio::join!(boot, record).0 }).await;
+        match outcome {
+            Ok(Ok(())) => {
+                if let Err(e) = self
+                    .transition(id, from, SandboxState::Running, StateChange::default())
+                    .await
+                {
+                    // Destroyed or failed meanwhile: the other actor owns the cleanup.
+                    tracing::debug!(sandbox = %id, error = %e, "boot outcome not recorded");
+                }
+            }
+            Ok(Err(e)) => {
+                self.fail(id, from, FailureKind::BootError, e.to_string())
+                    .await;
+            }
+            Err(_) => {
+                self.fail(
+                    id,
+                    from,
+                    FailureKind::BootTimeout,
+                    format!(
+                        "guest agent not ready within {} ms",
+                        readiness.as_millis()
+                    ),
+                )
+                .await;
+            }
+        }
+    }
+}

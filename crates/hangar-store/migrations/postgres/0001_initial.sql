@@ -1,0 +1,57 @@
+-- hangar store, PostgreSQL dialect. Keep in step with ../sqlite/0001_initial.sql: same tables,
+-- columns, constraints and indexes; only the type names differ (BIGINT where SQLite says INTEGER).
+-- Ids: hyphenated UUID text. Times: unix milliseconds. Booleans: 0/1. JSON: text.
+
+CREATE TABLE users (
+    id          TEXT    NOT NULL PRIMARY KEY,
+    name        TEXT    NOT NULL UNIQUE,
+    is_admin    BIGINT  NOT NULL CHECK (is_admin IN (0, 1)),
+    created_at  BIGINT  NOT NULL
+);
+
+CREATE TABLE api_tokens (
+    id            TEXT    NOT NULL PRIMARY KEY,
+    user_id       TEXT    NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name          TEXT    NOT NULL,
+    token_hash    TEXT    NOT NULL UNIQUE,
+    created_at    BIGINT  NOT NULL,
+    expires_at    BIGINT,
+    revoked_at    BIGINT,
+    last_used_at  BIGINT 
+);
+
+CREATE INDEX api_tokens_by_user ON api_tokens (user_id, created_at);
+
+CREATE TABLE nodes (
+    id                 TEXT    NOT NULL PRIMARY KEY,
+    name               TEXT    NOT NULL,
+    address            TEXT,
+    drivers            TEXT    NOT NULL,
+    last_heartbeat_at  BIGINT  NOT NULL,
+    created_at         BIGINT  NOT NULL
+);
+
+CREATE TABLE sandboxes (
+    id                    TEXT    NOT NULL PRIMARY KEY,
+    owner_id              TEXT    NOT NULL REFERENCES users (id),
+    node_id               TEXT    NOT NULL REFERENCES nodes (id),
+    image                 TEXT    NOT NULL,
+    image_digest          TEXT    NOT NULL,
+    driver                TEXT    NOT NULL,
+    cpu_millis            BIGINT  NOT NULL,
+    memory_mib            BIGINT  NOT NULL,
+    pids_max              BIGINT  NOT NULL,
+    state                 TEXT    NOT NULL,
+    boot                  TEXT    NOT NULL,
+    failure               TEXT,
+    retention             TEXT    NOT NULL,
+    retention_ttl_s       BIGINT,
+    readiness_timeout_ms  BIGINT  NOT NULL,
+    released_at           BIGINT,
+    created_at            BIGINT  NOT NULL,
+    updated_at            BIGINT  NOT NULL,
+    version               BIGINT  NOT NULL
+);
+
+CREATE INDEX sandboxes_by_owner ON sandboxes (owner_id, created_at);
+CREATE INDEX sandboxes_by_node ON sandboxes (node_id);

@@ -1,0 +1,302 @@
+//! Command-line definitions (clap derive). Flags, environment variables and config file keys
+//! share names: `--data-dir` / `HANGAR_DATA_DIR` / `data_dir`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// hangar: sandboxes for AI coding CLIs, with OAuth done right.
+#[derive(Debug, Parser)]
+#[command(name = "hangar", version, propagate_version = true)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format of client verbs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A human-readable table.
+    #[default]
+    Table,
+    /// JSON, for scripts.
+    Json,
+}
+
+/// Options every client verb shares.
+#[derive(Debug, Clone, Args)]
+pub struct ClientOpts {
+    /// The hangar API.
+    #[arg(long, env = "HANGAR_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    pub url: String,
+    /// A personal access token (default: the local bootstrap admin token, if readable).
+    #[arg(long, env = "HANGAR_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table, global = true)]
+    pub output: OutputFormat,
+}
+
+/// Where hangar keeps its state.
+#[derive(Debug, Clone, Args)]
+pub struct DataOpts {
+    /// Data directory (default `$XDG_DATA_HOME/hangar`, or `/var/lib/hangar` as root).
+    #[arg(long, env = "HANGAR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A TOML config file (keys as the long flags, with `_`).
+    #[arg(long, env = "HANGAR_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything on this machine: API, SQLite store and a local runc node.
+    Up(UpArgs),
+    /// Manage sandboxes.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+    /// Build and list images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Manage your personal access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage users (admin).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Measure create-to-ready and exec latency against the raw runc floor.
+    Bench(BenchArgs),
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `hangar up`.
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Data and config.
+    #[command(flatten)]
+    pub data: DataOpts,
+    /// Address the API listens on.
+    #[arg(long, env = "HANGAR_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Default readiness deadline for sandboxes, in milliseconds.
+    #[arg(long, env = "HANGAR_READINESS_TIMEOUT_MS")]
+    pub readiness_timeout_ms: Option<u64>,
+    /// Seconds between reconciler passes.
+    #[arg(long, env = "HANGAR_RECONCILE_INTERVAL_S")]
+    pub reconcile_interval_s: Option<u64>,
+    /// The static guest agent binary (default: `hangar-guest` beside this executable).
+    #[arg(long, env = "HANGAR_GUEST_AGENT")]
+    pub guest_agent: Option<PathBuf>,
+}
+
+/// `hangar sandbox ...`.
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Create a sandbox; prints its id at once.
+    Create {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+        /// Image name or digest.
+        #[arg(long, default_value = "default")]
+        image: String,
+        /// CPU quota in thousandths of a core.
+        #[arg(long)]
+        cpu_millis: Option<u32>,
+        /// Memory limit in MiB.
+        #[arg(long)]
+        memory_mib: Option<u32>,
+        /// Maximum number of processes.
+        #[arg(long)]
+        pids_max: Option<u32>,
+        /// Readiness deadline in milliseconds.
+        #[arg(long)]
+        readiness_timeout_ms: Option<u64>,
+        /// Keep a failed sandbox's files this many seconds for inspection.
+        #[arg(long)]
+        keep_failed_s: Option<u32>,
+        /// Wait until it is running (or failed), with a progress spinner.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List your sandboxes.
+    Ls {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+        /// Include destroyed sandboxes.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one sandbox: state, boot stages with times, failure.
+    Get {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+        /// Sandbox id.
+        id: String,
+    },
+    /// Run a command; exits with its exit code.
+    Exec {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+        /// Deadline in milliseconds.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Working directory.
+        #[arg(long)]
+        cwd: Option<String>,
+        /// Environment variables, `KEY=VALUE`.
+        #[arg(long = "env", short = 'e')]
+        env: Vec<String>,
+        /// Sandbox id.
+        id: String,
+        /// The command.
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// An interactive terminal in the sandbox.
+    Shell {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+        /// Sandbox id.
+        id: String,
+        /// The command (default: the login shell).
+        #[arg(last = true)]
+        argv: Vec<String>,
+    },
+    /// Stop (files are kept).
+    Stop {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+        /// Sandbox id.
+        id: String,
+        /// Return at once instead of waiting for `stopped`.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Start a stopped sandbox again.
+    Start {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+        /// Sandbox id.
+        id: String,
+        /// Return at once instead of waiting for `running`.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Remove a sandbox.
+    Rm {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+        /// Sandbox id.
+        id: String,
+        /// Return at once instead of waiting for `destroyed`.
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+/// `hangar image ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build an image on this machine (needs root), with progress; finished steps are reused.
+    Build {
+        /// Data and config.
+        #[command(flatten)]
+        data: DataOpts,
+        /// The recipe: `default`, or a directory holding a recipe.toml.
+        #[arg(default_value = "default")]
+        recipe: String,
+    },
+    /// List images on the node.
+    Ls {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+/// `hangar token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token; the secret is printed once.
+    Create {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+        /// A label.
+        name: String,
+        /// Lifetime in seconds.
+        #[arg(long)]
+        expires_in_s: Option<u64>,
+    },
+    /// List your tokens.
+    Ls {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Revoke a token.
+    Revoke {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+        /// Token id.
+        id: String,
+    },
+}
+
+/// `hangar user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user and print its first token once.
+    Create {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+        /// User name.
+        name: String,
+        /// Make it an admin.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users.
+    Ls {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+/// `hangar bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Where the bench keeps its temporary state (default: a new temp dir).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Sandboxes per series.
+    #[arg(long, default_value_t = 20)]
+    pub sandboxes: usize,
+    /// Exec round trips to time.
+    #[arg(long, default_value_t = 200)]
+    pub execs: usize,
+    /// Image to use: `busybox` (built from the host's busybox-static) or a name in the data dir.
+    #[arg(long, default_value = "busybox")]
+    pub image: String,
+    /// The static guest agent binary.
+    #[arg(long, env = "HANGAR_GUEST_AGENT")]
+    pub guest_agent: Option<PathBuf>,
+}

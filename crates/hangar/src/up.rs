@@ -1,0 +1,108 @@
+//! `hangar up`: the API, an SQLite store and a local runc node in one process.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use hangar_server::local::{LocalConfig, LocalPlane};
+use hangar_server::sandboxes::SandboxConfig;
+
+use crate::cli::UpArgs;
+use crate::config::{default_data_dir, guest_agent_path, FileConfig};
+
+/// Default API address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HANGAR_LOG")
+                .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let file = FileConfig::load(args.data.config.as_deref())?;
+    let data_dir = args
+        .data
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(default_data_dir);
+    let listen: SocketAddr = match args.listen.or(file.listen) {
+        Some(addr) => addr,
+        None => DEFAULT_LISTEN.parse().context("default listen address")?,
+    };
+    let mut sandbox = SandboxConfig::default();
+    if let Some(ms) = args.readiness_timeout_ms.or(file.readiness_timeout_ms) {
+        sandbox.readiness_timeout = Duration::from_millis(ms);
+    }
+    let reconcile_every = Duration::from_secs(
+        args.reconcile_interval_s
+            .or(file.reconcile_interval_s)
+            .unwrap_or(30)
+            .max(1),
+    );
+    let guest_agent = guest_agent_path(args.guest_agent.or(file.guest_agent))?;
+
+    let plane = LocalPlane::open(LocalConfig {
+        data_dir: data_dir.clone(),
+        store_url: file.store_url,
+        guest_agent,
+        images_dir: file.images_dir,
+        sandbox,
+    })
+    .await
+    .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+
+    let images = plane.state.sandboxes.node().images().list().unwrap_or_default();
+    if images.is_empty() {
+        eprintln!(
+            "warning: no images yet; build one with `hangar image build default --data-dir {}`",
+            data_dir.display()
+        );
+    }
+    let service = plane.state.sandboxes.clone();
+    service
+        .reconcile_once()
+        .await
+        .context("first reconciler pass")?;
+    let reconciler = tokio::spawn(service.clone().reconcile_forever(reconcile_every));
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr().context("local address")?;
+    eprintln!("hangar is up: API on http://{addr}  (data in {})", data_dir.display());
+    if plane.bootstrapped {
+        eprintln!(
+            "the bootstrap admin token was written to {} (mode 0600)",
+            plane.admin_token_path.display()
+        );
+    } else {
+        eprintln!("admin token: {}", plane.admin_token_path.display());
+    }
+    eprintln!(
+        "use it:  export HANGAR_URL=http://{addr} HANGAR_TOKEN=$(cat {})",
+        plane.admin_token_path.display()
+    );
+
+    let app = hangar_server::router(plane.state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving the API")?;
+    reconciler.abort();
+    eprintln!("hangar stopped; sandboxes keep running and are picked up on the next start");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
