@@ -484,3 +484,12 @@ async fn failing_and_hanging_steps_end_the_build_with_their_output() {
     ));
     assert!(tmp_is_empty(&store));
 }
+
+#[test]
+fn verify_catches_a_blob_written_to() {
+    let (_dir, store) = store();
+    let image = busybox_image(&store, "box", None).expect("image");
+    store.verify(&image).expect("fresh blob verifies");
+    std::fs::write(image.rootfs.join("tmp/left-behind"), b"x").expect("write");
+    assert!(matches!(store.verify(&image), Err(ImageError::Corrupt { .. })));
+}

@@ -77,6 +77,18 @@ pub fn guest_agent() -> PathBuf {
     .clone()
 }
 
+/// The image store holding the default image (with the real CLIs), built by
+/// `cargo xtask test` and named by `$HANGAR_TEST_IMAGES`.
+pub fn default_image_store() -> PathBuf {
+    match std::env::var_os("HANGAR_TEST_IMAGES") {
+        Some(p) => PathBuf::from(p),
+        None => panic!(
+            "HANGAR_TEST_IMAGES is not set: run the suite with `cargo xtask test`, which builds \
+             the default image"
+        ),
+    }
+}
+
 /// A running control plane with its API on loopback.
 pub struct TestPlane {
     /// The assembled plane (service, accounts, store).
@@ -109,24 +121,38 @@ impl TestPlane {
 
     /// Starts a plane with the given sandbox settings, the `busybox` and `hang` images.
     pub async fn start_with(sandbox: SandboxConfig) -> anyhow::Result<Self> {
+        Self::start_opts(sandbox, None).await
+    }
+
+    /// Starts a plane whose node uses the image store `images_dir` (shared: read only, no test
+    /// images added); a fresh store with the `busybox` and `hang` images when `None`.
+    pub async fn start_opts(
+        sandbox: SandboxConfig,
+        images_dir: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
         require_root_and_runc();
         let data = tempfile::Builder::new().prefix("hangar-test").tempdir()?;
-        let images = ImageStore::open(data.path().join("images"))?;
-        hangar_runtime::image::testing::busybox_image(&images, images::BUSYBOX, None)?;
-        hangar_runtime::image::testing::busybox_image(
-            &images,
-            images::HANG,
-            Some(vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                "echo booting test image; echo stuck on purpose >&2; exec sleep 3600".into(),
-            ]),
-        )?;
+        let shared = images_dir.is_some();
+        let images_dir = images_dir.unwrap_or_else(|| data.path().join("images"));
+        let images = ImageStore::open(&images_dir)?;
+        // A shared store is only read: importing into it from parallel tests would race.
+        if !shared {
+            hangar_runtime::image::testing::busybox_image(&images, images::BUSYBOX, None)?;
+            hangar_runtime::image::testing::busybox_image(
+                &images,
+                images::HANG,
+                Some(vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    "echo booting test image; echo stuck on purpose >&2; exec sleep 3600".into(),
+                ]),
+            )?;
+        }
         let plane = LocalPlane::open(LocalConfig {
             data_dir: data.path().to_owned(),
             store_url: None,
             guest_agent: guest_agent(),
-            images_dir: None,
+            images_dir: Some(images_dir),
             sandbox,
         })
         .await?;

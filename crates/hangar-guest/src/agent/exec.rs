@@ -48,7 +48,7 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     // setsid(2), which are async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
-
+            procs::reset_signal_dispositions();
             nix::unistd::setsid()?;
             Ok(())
         });

@@ -57,6 +57,18 @@ enum Work<'a> {
     Info,
 }
 
+impl Work<'_> {
+    /// Whether the tree after this is kept in the cache. Steps that only write a few files
+    /// (links, users, image.toml) are cheaper to redo than a copy of the whole tree.
+    fn snapshots(&self) -> bool {
+        match self {
+            Work::Base(_) => true,
+            Work::Step(step) => !matches!(step.kind, StepKind::Symlinks(_) | StepKind::User(_)),
+            Work::Info => false,
+        }
+    }
+}
+
 struct Planned<'a> {
     name: String,
     key: String,
@@ -83,10 +95,12 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl ImageStore {
-    /// Builds `recipe` and points `refs/<recipe.name>` at the result. Each step's tree is kept in
-    /// the cache under its key (see [`Recipe`]); a build resumes after the last cached step, and
-    /// a build whose every input is unchanged only re-points the ref (re-importing if the blob
-    /// was removed). Programs run with deadlines (15 minutes unless the step says otherwise) and
+    /// Builds `recipe` and points `refs/<recipe.name>` at the result. The tree after the base
+    /// and after each step that runs a program (`run`, `npm_unpack`, `npm_ci`) is kept in the
+    /// cache under the step's key (see [`Recipe`]); a build resumes from the last cached tree
+    /// whose key still matches (redoing the cheap `symlinks` / `user` steps after it), and a
+    /// build whose every input is unchanged only re-points the ref (re-importing if the blob was
+    /// removed). Cache snapshots and the imported blob share unchanged files as hard links. Programs run with deadlines (15 minutes unless the step says otherwise) and
     /// their output goes to `progress`. Must run as root (debootstrap, ownership).
     ///
     /// Errors: [`ImageError::CommandFailed`] / [`ImageError::Timeout`] with the program's last
@@ -144,7 +158,7 @@ impl ImageStore {
                 Work::Step(step) => run_step(recipe, step, &rootfs, &work, progress).await?,
                 Work::Info => write_info(recipe, &rootfs)?,
             }
-            if !matches!(p.work, Work::Info) {
+            if p.work.snapshots() {
                 previous = Some(
                     self.snapshot(&work, &rootfs, &p.key, previous.take())
                         .await?,

@@ -7,7 +7,7 @@
 //! blobs/sha256/<hex>/rootfs/      the image's tree; an overlayfs lower dir, never modified
 //! blobs/sha256/<hex>/image.json   name (first import), digest, config, size, creation time
 //! refs/<name>                     "sha256:<hex>\n"; replaced atomically (rename) on rebuild
-//! cache/<step-key>/rootfs/        the tree after one build step (see [`Recipe`] for keys)
+//! cache/<step-key>/rootfs/        the tree after a step that runs a program (keys: [`Recipe`])
 //! cache/<step-key>/digest         the digest a finished build imported from that step
 //! tmp/<id>/                       work in progress, flock'ed by its owner; removed on open
 //! ```
