@@ -101,6 +101,13 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .fallback(|| async { crate::error::ApiError::not_found("no such route") })
+    .method_not_allowed_fallback(|| async {
+        crate::error::ApiError::new(
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method",
+        )
+    })
     .layer(tower_http::trace::TraceLayer::new_for_http())
     .with_state(state)
 }

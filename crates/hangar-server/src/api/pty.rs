@@ -7,6 +7,7 @@
 //! output; a final [`PtyServerMessage`] text message carries the exit status, then the socket
 //! closes.
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -29,10 +30,21 @@ pub async fn pty(
     Caller(caller): Caller,
     Path(id): Path<String>,
     query: Result<Query<PtyQuery>, axum::extract::rejection::QueryRejection>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let Query(query) = query?;
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            // Say first what is wrong with the target (404, 409), then with the request.
+            state
+                .sandboxes
+                .get_running(&caller, id, "open a terminal in")
+                .await?;
+            return Err(ApiError::bad_request(rejection.body_text()));
+        }
+    };
     let argv: Vec<String> = match query.argv.as_deref() {
         None | Some("") => Vec::new(),
         Some(text) => serde_json::from_str(text)

@@ -199,6 +199,25 @@ impl SandboxService {
             .ok_or(SandboxError::NotFound)
     }
 
+    /// One of the caller's sandboxes, which must be `running` for `action`
+    /// ([`SandboxError::WrongState`] otherwise).
+    pub async fn get_running(
+        &self,
+        principal: &Principal,
+        id: SandboxId,
+        action: &'static str,
+    ) -> Result<Sandbox, SandboxError> {
+        let sandbox = self.get(principal, id).await?;
+        if sandbox.state.can_exec() {
+            Ok(sandbox)
+        } else {
+            Err(SandboxError::WrongState {
+                state: sandbox.state,
+                action,
+            })
+        }
+    }
+
     /// The caller's sandboxes, newest first; destroyed ones only with `include_destroyed`.
     pub async fn list(
         &self,
@@ -222,13 +241,7 @@ impl SandboxService {
         id: SandboxId,
         input: ExecInput,
     ) -> Result<ExecOutput, SandboxError> {
-        let sandbox = self.get(principal, id).await?;
-        if !sandbox.state.can_exec() {
-            return Err(SandboxError::WrongState {
-                state: sandbox.state,
-                action: "exec",
-            });
-        }
+        let sandbox = self.get_running(principal, id, "exec").await?;
         let argv0 = match input.argv.first() {
             Some(a) if !a.is_empty() => a.clone(),
             _ => {
@@ -270,13 +283,7 @@ impl SandboxService {
         id: SandboxId,
         req: PtyRequest,
     ) -> Result<(PtyWriter, PtyReader), SandboxError> {
-        let sandbox = self.get(principal, id).await?;
-        if !sandbox.state.can_exec() {
-            return Err(SandboxError::WrongState {
-                state: sandbox.state,
-                action: "open a terminal in",
-            });
-        }
+        let sandbox = self.get_running(principal, id, "open a terminal in").await?;
         let argv0 = req.argv.first().cloned().unwrap_or_default();
         match self.node.guest(id).pty(req).await {
             Ok(pair) => Ok(pair),
