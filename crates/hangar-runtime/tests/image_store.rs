@@ -491,5 +491,8 @@ fn verify_catches_a_blob_written_to() {
     let image = busybox_image(&store, "box", None).expect("image");
     store.verify(&image).expect("fresh blob verifies");
     std::fs::write(image.rootfs.join("tmp/left-behind"), b"x").expect("write");
-    assert!(matches!(store.verify(&image), Err(ImageError::Corrupt { .. })));
+    assert!(matches!(
+        store.verify(&image),
+        Err(ImageError::Corrupt { .. })
+    ));
 }
