@@ -117,9 +117,14 @@ fn guest(root: &Path) -> anyhow::Result<PathBuf> {
 /// Builds `hangar` (release) and places the guest agent beside it; returns the hangar path.
 fn build(root: &Path) -> anyhow::Result<PathBuf> {
     let guest = guest(root)?;
-    run(Command::new(env!("CARGO"))
-        .current_dir(root)
-        .args(["build", "--release", "-p", "hangar", "--bin", "hangar"]))?;
+    run(Command::new(env!("CARGO")).current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "hangar",
+        "--bin",
+        "hangar",
+    ]))?;
     let bin = root.join("target/release/hangar");
     let beside = root.join("target/release/hangar-guest");
     std::fs::copy(&guest, &beside).with_context(|| format!("copying {}", guest.display()))?;
@@ -161,9 +166,9 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let guest = guest(root)?;
     // The end-to-end tests run the real CLIs from the default image; build it once (cached).
     let images = root.join("target/test-images");
-    run(Command::new(env!("CARGO")).current_dir(root).args([
-        "build", "-p", "hangar", "--bin", "hangar",
-    ]))?;
+    run(Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["build", "-p", "hangar", "--bin", "hangar"]))?;
     run(Command::new(root.join("target/debug/hangar"))
         .args(["image", "build", "default", "--data-dir"])
         .arg(&images)

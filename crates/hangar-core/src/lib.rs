@@ -13,7 +13,7 @@ pub mod time;
 
 pub use ids::{NodeId, SandboxId, TokenId, UserId};
 pub use sandbox::{
-    BootEvent, BootStage, DriverKind, Failure, FailureKind, InvalidTransition, Limits,
-    LimitsError, RetentionPolicy, Sandbox, SandboxState,
+    BootEvent, BootStage, DriverKind, Failure, FailureKind, InvalidTransition, Limits, LimitsError,
+    RetentionPolicy, Sandbox, SandboxState,
 };
 pub use time::Timestamp;

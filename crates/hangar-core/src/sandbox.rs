@@ -166,7 +166,9 @@ impl FromStr for SandboxState {
 
 /// The steps of one boot, in order. Each is recorded with its time as it is reached, so a
 /// failure can say how far the boot got.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum BootStage {
     /// The record exists and the node accepted the work.

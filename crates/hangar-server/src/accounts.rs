@@ -197,7 +197,10 @@ impl Accounts {
             hash: secret.hash().0,
             created_at: now,
             expires_at: ttl_s.map(|s| {
-                Timestamp::from_unix_ms(now.unix_ms().saturating_add(i64::try_from(s).unwrap_or(i64::MAX / 1000) * 1000))
+                Timestamp::from_unix_ms(
+                    now.unix_ms()
+                        .saturating_add(i64::try_from(s).unwrap_or(i64::MAX / 1000) * 1000),
+                )
             }),
             revoked_at: None,
             last_used_at: None,

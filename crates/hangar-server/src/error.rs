@@ -76,11 +76,7 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         Problem {
             type_uri: format!("urn:hangar:problem:{}", self.code),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_owned(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             code: self.code.to_owned(),
@@ -146,23 +142,33 @@ impl From<SandboxError> for ApiError {
         use SandboxError::*;
         match &e {
             NotFound => Self::not_found("sandbox not found"),
-            UnknownImage { .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_image", e.to_string())
-            }
-            Limits(_) | Invalid { .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", e.to_string())
-            }
+            UnknownImage { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_image",
+                e.to_string(),
+            ),
+            Limits(_) | Invalid { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                e.to_string(),
+            ),
             WrongState { .. } => Self::new(StatusCode::CONFLICT, "wrong_state", e.to_string()),
-            CommandNotFound { .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "command_not_found", e.to_string())
-            }
-            Unreachable(_) => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unreachable", e.to_string())
-            }
+            CommandNotFound { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "command_not_found",
+                e.to_string(),
+            ),
+            Unreachable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unreachable",
+                e.to_string(),
+            ),
             Guest(g) => match g {
-                hangar_guest::GuestError::Remote { .. } => {
-                    Self::new(StatusCode::UNPROCESSABLE_ENTITY, "guest_refused", g.to_string())
-                }
+                hangar_guest::GuestError::Remote { .. } => Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "guest_refused",
+                    g.to_string(),
+                ),
                 _ => Self::internal(&e),
             },
             Store(hangar_store::StoreError::Conflict { .. }) => Self::new(
@@ -186,9 +192,11 @@ impl From<AccountError> for ApiError {
             AccountError::Duplicate { .. } => {
                 Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
-            AccountError::Invalid { .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", e.to_string())
-            }
+            AccountError::Invalid { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                e.to_string(),
+            ),
             AccountError::Store(_) => Self::internal(&e),
         }
     }

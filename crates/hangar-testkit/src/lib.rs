@@ -19,7 +19,11 @@ use hangar_server::sandboxes::SandboxConfig;
 use serde_json::Value;
 
 /// Polls `condition` every 20 ms until it yields `Some`, or fails after `deadline`.
-pub async fn wait_until<T, F, Fut>(deadline: Duration, what: &str, mut condition: F) -> anyhow::Result<T>
+pub async fn wait_until<T, F, Fut>(
+    deadline: Duration,
+    what: &str,
+    mut condition: F,
+) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Option<T>>>,
@@ -43,7 +47,10 @@ pub fn require_root_and_runc() {
         "this test needs root (the runc driver mounts overlays and runs runc)"
     );
     assert!(
-        Command::new("runc").arg("--version").output().is_ok_and(|o| o.status.success()),
+        Command::new("runc")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
         "this test needs runc on PATH (cargo xtask test installs it)"
     );
 }
@@ -180,7 +187,11 @@ impl TestPlane {
 
     /// Adds an image made from the host's busybox to the node.
     pub fn busybox_image(&self, name: &str, init: Option<Vec<String>>) -> anyhow::Result<Image> {
-        Ok(hangar_runtime::image::testing::busybox_image(&self.images, name, init)?)
+        Ok(hangar_runtime::image::testing::busybox_image(
+            &self.images,
+            name,
+            init,
+        )?)
     }
 
     /// Sends a request with `token` and returns the status and the JSON body (`Null` if empty).
@@ -198,7 +209,10 @@ impl TestPlane {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.with_context(|| format!("calling {path}"))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("calling {path}"))?;
         let status = resp.status().as_u16();
         let ctype = resp
             .headers()
@@ -208,7 +222,10 @@ impl TestPlane {
             .to_owned();
         let bytes = resp.bytes().await?;
         if status >= 400 {
-            assert_eq!(ctype, "application/problem+json", "error bodies are problem+json: {path} {status}");
+            assert_eq!(
+                ctype, "application/problem+json",
+                "error bodies are problem+json: {path} {status}"
+            );
         }
         let value = if bytes.is_empty() {
             Value::Null
@@ -238,13 +255,21 @@ impl TestPlane {
         let resp = req.send().await?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await?;
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
     }
 
     /// Creates a sandbox as `token` and returns its JSON (state `creating`).
     pub async fn create(&self, token: &str, body: Value) -> anyhow::Result<Value> {
         let (status, v) = self
-            .request(reqwest::Method::POST, "/api/v1/sandboxes", Some(token), Some(body))
+            .request(
+                reqwest::Method::POST,
+                "/api/v1/sandboxes",
+                Some(token),
+                Some(body),
+            )
             .await?;
         if status != 202 {
             bail!("create answered {status}: {v}");
@@ -255,7 +280,12 @@ impl TestPlane {
     /// Reads a sandbox as `token`.
     pub async fn get(&self, token: &str, id: &str) -> anyhow::Result<Value> {
         let (status, v) = self
-            .request(reqwest::Method::GET, &format!("/api/v1/sandboxes/{id}"), Some(token), None)
+            .request(
+                reqwest::Method::GET,
+                &format!("/api/v1/sandboxes/{id}"),
+                Some(token),
+                None,
+            )
             .await?;
         if status != 200 {
             bail!("get answered {status}: {v}");
@@ -292,7 +322,10 @@ impl TestPlane {
         if status != 201 {
             bail!("user create answered {status}: {v}");
         }
-        v["token"].as_str().map(str::to_owned).context("token in answer")
+        v["token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("token in answer")
     }
 
     /// Destroys every sandbox the store knows, waiting for each (test cleanup).

@@ -65,12 +65,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         output: OutputFormat::Table,
     })?);
 
-    println!("hangar bench: image {} ({}), {} sandboxes per series, {} execs", image.name, &image.digest[..19.min(image.digest.len())], args.sandboxes, args.execs);
+    println!(
+        "hangar bench: image {} ({}), {} sandboxes per series, {} execs",
+        image.name,
+        &image.digest[..19.min(image.digest.len())],
+        args.sandboxes,
+        args.execs
+    );
     let n = args.sandboxes;
 
     // Floor: plain runc with the same bundle and the same readiness check.
     let floor = floor_series(&work, &image, &guest, n).await?;
-    report("floor: overlay + runc run -d + agent ping (no hangar)", &floor);
+    report(
+        "floor: overlay + runc run -d + agent ping (no hangar)",
+        &floor,
+    );
 
     // Sequential create-to-ready.
     let mut seq = Vec::new();
@@ -95,7 +104,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for _ in 0..args.execs {
         let t = Instant::now();
         let out: ExecResult = api
-            .call(Method::POST, &format!("/api/v1/sandboxes/{first}/exec"), Some(&body), Duration::ZERO)
+            .call(
+                Method::POST,
+                &format!("/api/v1/sandboxes/{first}/exec"),
+                Some(&body),
+                Duration::ZERO,
+            )
             .await?;
         execs.push(t.elapsed());
         if out.exit_code != Some(0) {
@@ -129,7 +143,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for _ in 0..n {
         let api = Arc::clone(&api);
         let name = image.name.clone();
-        handles.push(tokio::spawn(async move { create_and_wait(&api, &name).await }));
+        handles.push(tokio::spawn(
+            async move { create_and_wait(&api, &name).await },
+        ));
     }
     let mut par = Vec::new();
     let mut par_ids = Vec::new();
@@ -188,7 +204,12 @@ async fn create_and_wait(api: &ApiClient, image: &str) -> anyhow::Result<(String
 async fn destroy_all(api: &ApiClient, ids: &[String]) -> anyhow::Result<()> {
     for id in ids {
         let _: SandboxView = api
-            .call::<(), _>(Method::DELETE, &format!("/api/v1/sandboxes/{id}"), None, Duration::ZERO)
+            .call::<(), _>(
+                Method::DELETE,
+                &format!("/api/v1/sandboxes/{id}"),
+                None,
+                Duration::ZERO,
+            )
             .await?;
     }
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -220,29 +241,64 @@ async fn floor_series(
     let mut times = Vec::new();
     for i in 0..n {
         let dir = root.join(format!("b{i}"));
-        let (upper, workdir, merged, run) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"), dir.join("run"));
+        let (upper, workdir, merged, run) = (
+            dir.join("upper"),
+            dir.join("work"),
+            dir.join("rootfs"),
+            dir.join("run"),
+        );
         for d in [&upper, &workdir, &merged, &run] {
             std::fs::create_dir_all(d)?;
         }
-        nix::unistd::chown(&run, Some(nix::unistd::Uid::from_raw(image.config.user.uid)), Some(nix::unistd::Gid::from_raw(image.config.user.gid)))?;
+        nix::unistd::chown(
+            &run,
+            Some(nix::unistd::Uid::from_raw(image.config.user.uid)),
+            Some(nix::unistd::Gid::from_raw(image.config.user.gid)),
+        )?;
         let spec = SandboxSpec {
             id: SandboxId::from_uuid(uuid::Uuid::now_v7()),
             image: image.clone(),
-            limits: Limits { memory_mib: 256, ..Limits::default() },
+            limits: Limits {
+                memory_mib: 256,
+                ..Limits::default()
+            },
         };
-        let oci = build_spec(&spec, BundlePaths { rootfs: &merged, guest_agent: guest, socket_dir: &run, nofile_limit: hangar_runtime::runc::host_nofile_limit() })?;
+        let oci = build_spec(
+            &spec,
+            BundlePaths {
+                rootfs: &merged,
+                guest_agent: guest,
+                socket_dir: &run,
+                nofile_limit: hangar_runtime::runc::host_nofile_limit(),
+            },
+        )?;
         let t = Instant::now();
-        let data = format!("lowerdir={},upperdir={},workdir={}", image.rootfs.display(), upper.display(), workdir.display());
-        nix::mount::mount(Some("overlay"), &merged, Some("overlay"), nix::mount::MsFlags::empty(), Some(data.as_str()))?;
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            image.rootfs.display(),
+            upper.display(),
+            workdir.display()
+        );
+        nix::mount::mount(
+            Some("overlay"),
+            &merged,
+            Some("overlay"),
+            nix::mount::MsFlags::empty(),
+            Some(data.as_str()),
+        )?;
         oci.save(dir.join("config.json"))?;
         let name = format!("floor-{i}");
         let status = tokio::process::Command::new("runc")
-            .arg("--root").arg(&runc_root)
-            .args(["run", "--detach", "--bundle"]).arg(&dir).arg(&name)
+            .arg("--root")
+            .arg(&runc_root)
+            .args(["run", "--detach", "--bundle"])
+            .arg(&dir)
+            .arg(&name)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .status().await?;
+            .status()
+            .await?;
         if !status.success() {
             bail!("runc run failed for the floor bundle");
         }
@@ -255,7 +311,12 @@ async fn floor_series(
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         times.push(t.elapsed());
-        let _ = tokio::process::Command::new("runc").arg("--root").arg(&runc_root).args(["delete", "--force", &name]).status().await;
+        let _ = tokio::process::Command::new("runc")
+            .arg("--root")
+            .arg(&runc_root)
+            .args(["delete", "--force", &name])
+            .status()
+            .await;
         let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -271,14 +332,26 @@ async fn idle_memory(ids: &[String], plane: &LocalPlane) -> Option<(f64, f64)> {
     let mut counted = 0.0;
     for id in ids {
         let id: SandboxId = id.parse().ok()?;
-        let Ok(hangar_runtime::RuntimeStatus::Running { pid }) = plane.state.sandboxes.node().status(id).await else { continue };
+        let Ok(hangar_runtime::RuntimeStatus::Running { pid }) =
+            plane.state.sandboxes.node().status(id).await
+        else {
+            continue;
+        };
         let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
         let mem_path = cg.lines().find_map(|l| {
             let mut parts = l.splitn(3, ':');
             let (_, ctrl, path) = (parts.next()?, parts.next()?, parts.next()?);
-            ctrl.split(',').any(|c| c == "memory").then(|| path.to_owned())
+            ctrl.split(',')
+                .any(|c| c == "memory")
+                .then(|| path.to_owned())
         })?;
-        let usage: f64 = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{mem_path}/memory.usage_in_bytes")).ok()?.trim().parse().ok()?;
+        let usage: f64 = std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/memory{mem_path}/memory.usage_in_bytes"
+        ))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
         let rss = cgroup_rss_kib(&format!("/sys/fs/cgroup/memory{mem_path}/cgroup.procs"));
         total += usage / 1024.0;
         procs += rss;
@@ -288,12 +361,15 @@ async fn idle_memory(ids: &[String], plane: &LocalPlane) -> Option<(f64, f64)> {
 }
 
 fn cgroup_rss_kib(procs_file: &str) -> f64 {
-    let Ok(list) = std::fs::read_to_string(procs_file) else { return 0.0 };
+    let Ok(list) = std::fs::read_to_string(procs_file) else {
+        return 0.0;
+    };
     list.lines()
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
         .filter_map(|status| {
             status.lines().find_map(|l| {
-                l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                l.strip_prefix("VmRSS:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             })
         })
         .sum()

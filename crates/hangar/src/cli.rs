@@ -29,7 +29,12 @@ pub enum OutputFormat {
 #[derive(Debug, Clone, Args)]
 pub struct ClientOpts {
     /// The hangar API.
-    #[arg(long, env = "HANGAR_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "HANGAR_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub url: String,
     /// A personal access token (default: the local bootstrap admin token, if readable).
     #[arg(long, env = "HANGAR_TOKEN", hide_env_values = true, global = true)]

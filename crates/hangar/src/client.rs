@@ -82,10 +82,7 @@ impl ApiClient {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("calling {url}"))?;
+        let resp = req.send().await.with_context(|| format!("calling {url}"))?;
         let status = resp.status();
         let bytes = resp.bytes().await.context("reading the answer")?;
         if status.is_success() {
@@ -98,14 +95,18 @@ impl ApiClient {
             Ok(problem) => Err(ApiFailure { problem }.into()),
             Err(_) => Err(anyhow!(
                 "{status}: {}",
-                String::from_utf8_lossy(&bytes).chars().take(500).collect::<String>()
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(500)
+                    .collect::<String>()
             )),
         }
     }
 
     /// GET.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        self.call::<(), T>(Method::GET, path, None, Duration::ZERO).await
+        self.call::<(), T>(Method::GET, path, None, Duration::ZERO)
+            .await
     }
 
     /// POST with a JSON body.
@@ -114,6 +115,7 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> anyhow::Result<T> {
-        self.call(Method::POST, path, Some(body), Duration::ZERO).await
+        self.call(Method::POST, path, Some(body), Duration::ZERO)
+            .await
     }
 }

@@ -145,9 +145,7 @@ pub async fn sandbox(cmd: SandboxCommand) -> anyhow::Result<ExitCode> {
         }
         SandboxCommand::Ls { client, all } => {
             let api = ApiClient::new(&client)?;
-            let list: Vec<SandboxView> = api
-                .get(&format!("/api/v1/sandboxes?all={all}"))
-                .await?;
+            let list: Vec<SandboxView> = api.get(&format!("/api/v1/sandboxes?all={all}")).await?;
             let rows = list.iter().map(sandbox_row).collect();
             emit(client.output, &list, &SANDBOX_HEADERS, rows)?;
             Ok(ExitCode::SUCCESS)
@@ -211,7 +209,10 @@ pub async fn sandbox(cmd: SandboxCommand) -> anyhow::Result<ExitCode> {
             id,
             no_wait,
         } => {
-            lifecycle(&client, &id, "stop", no_wait, |s| s != SandboxState::Stopping).await
+            lifecycle(&client, &id, "stop", no_wait, |s| {
+                s != SandboxState::Stopping
+            })
+            .await
         }
         SandboxCommand::Start {
             client,
@@ -251,7 +252,10 @@ async fn lifecycle(
 ) -> anyhow::Result<ExitCode> {
     let api = ApiClient::new(client)?;
     let s: SandboxView = api
-        .post(&format!("/api/v1/sandboxes/{id}/{verb}"), &serde_json::json!({}))
+        .post(
+            &format!("/api/v1/sandboxes/{id}/{verb}"),
+            &serde_json::json!({}),
+        )
         .await?;
     let s = if no_wait {
         s
@@ -309,7 +313,12 @@ pub async fn image(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
                     ]
                 })
                 .collect();
-            emit(client.output, &images, &["NAME", "DIGEST", "SIZE", "LABELS"], rows)?;
+            emit(
+                client.output,
+                &images,
+                &["NAME", "DIGEST", "SIZE", "LABELS"],
+                rows,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -345,17 +354,29 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
                         t.id.to_string(),
                         t.name.clone(),
                         t.created_at.to_rfc3339(),
-                        t.expires_at.map(|e| e.to_rfc3339()).unwrap_or_else(|| "never".into()),
+                        t.expires_at
+                            .map(|e| e.to_rfc3339())
+                            .unwrap_or_else(|| "never".into()),
                         t.revoked_at.map(|e| e.to_rfc3339()).unwrap_or_default(),
                     ]
                 })
                 .collect();
-            emit(client.output, &list, &["ID", "NAME", "CREATED", "EXPIRES", "REVOKED"], rows)?;
+            emit(
+                client.output,
+                &list,
+                &["ID", "NAME", "CREATED", "EXPIRES", "REVOKED"],
+                rows,
+            )?;
         }
         TokenCommand::Revoke { client, id } => {
             let api = ApiClient::new(&client)?;
             let () = api
-                .call::<(), ()>(Method::DELETE, &format!("/api/v1/tokens/{id}"), None, Duration::ZERO)
+                .call::<(), ()>(
+                    Method::DELETE,
+                    &format!("/api/v1/tokens/{id}"),
+                    None,
+                    Duration::ZERO,
+                )
                 .await?;
             if client.output == OutputFormat::Table {
                 println!("revoked {id}");
@@ -380,7 +401,10 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<ExitCode> {
             match client.output {
                 OutputFormat::Json => emit(client.output, &u, &[], Vec::new())?,
                 OutputFormat::Table => {
-                    eprintln!("user {} ({}) created; its token is shown only once:", u.user.name, u.user.id);
+                    eprintln!(
+                        "user {} ({}) created; its token is shown only once:",
+                        u.user.name, u.user.id
+                    );
                     println!("{}", u.token);
                 }
             }

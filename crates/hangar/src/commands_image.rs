@@ -17,8 +17,14 @@ use crate::config::{default_data_dir, FileConfig};
 const BUILTIN: &[(&str, &[(&str, &str)])] = &[(
     "default",
     &[
-        ("recipe.toml", include_str!("../../../images/default/recipe.toml")),
-        ("package.json", include_str!("../../../images/default/package.json")),
+        (
+            "recipe.toml",
+            include_str!("../../../images/default/recipe.toml"),
+        ),
+        (
+            "package.json",
+            include_str!("../../../images/default/package.json"),
+        ),
         (
             "package-lock.json",
             include_str!("../../../images/default/package-lock.json"),
@@ -45,8 +51,11 @@ impl BuildProgress for Bar {
 
     fn step_finished(&self, index: usize, elapsed: Duration) {
         self.0.set_position(index as u64 + 1);
-        self.0
-            .println(format!("  done: {} in {:.1} s", self.0.prefix(), elapsed.as_secs_f64()));
+        self.0.println(format!(
+            "  done: {} in {:.1} s",
+            self.0.prefix(),
+            elapsed.as_secs_f64()
+        ));
     }
 }
 
@@ -57,7 +66,8 @@ fn recipe_dir(data_dir: &Path, recipe: &str) -> anyhow::Result<PathBuf> {
         for (file, text) in *files {
             let path = dir.join(file);
             if std::fs::read_to_string(&path).ok().as_deref() != Some(*text) {
-                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
         }
         return Ok(dir);
@@ -73,14 +83,19 @@ fn recipe_dir(data_dir: &Path, recipe: &str) -> anyhow::Result<PathBuf> {
 /// Builds `recipe` into the data directory's image store.
 pub async fn build(data: DataOpts, recipe: &str) -> anyhow::Result<()> {
     let file = FileConfig::load(data.config.as_deref())?;
-    let data_dir = data.data_dir.or(file.data_dir).unwrap_or_else(default_data_dir);
+    let data_dir = data
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(default_data_dir);
     let store = ImageStore::open(file.images_dir.unwrap_or_else(|| data_dir.join("images")))?;
     let dir = recipe_dir(&data_dir, recipe)?;
     let recipe = Recipe::load(&dir)?;
     let bar = ProgressBar::new(1);
     bar.set_style(
-        ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {prefix}: {wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "[{elapsed_precise}] {bar:30} {pos}/{len} {prefix}: {wide_msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let progress = Bar(bar);

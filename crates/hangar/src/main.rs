@@ -17,7 +17,10 @@ use cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -35,12 +38,16 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
-        Command::Up(args) => up::run(args).await.map(|()| std::process::ExitCode::SUCCESS),
+        Command::Up(args) => up::run(args)
+            .await
+            .map(|()| std::process::ExitCode::SUCCESS),
         Command::Sandbox(cmd) => commands::sandbox(cmd).await,
         Command::Image(cmd) => commands::image(cmd).await,
         Command::Token(cmd) => commands::token(cmd).await,
         Command::User(cmd) => commands::user(cmd).await,
-        Command::Bench(args) => bench::run(args).await.map(|()| std::process::ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(args)
+            .await
+            .map(|()| std::process::ExitCode::SUCCESS),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "hangar", &mut std::io::stdout());
             Ok(std::process::ExitCode::SUCCESS)

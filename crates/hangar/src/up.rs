@@ -53,7 +53,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
 
-    let images = plane.state.sandboxes.node().images().list().unwrap_or_default();
+    let images = plane
+        .state
+        .sandboxes
+        .node()
+        .images()
+        .list()
+        .unwrap_or_default();
     if images.is_empty() {
         eprintln!(
             "warning: no images yet; build one with `hangar image build default --data-dir {}`",
@@ -71,7 +77,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr().context("local address")?;
-    eprintln!("hangar is up: API on http://{addr}  (data in {})", data_dir.display());
+    eprintln!(
+        "hangar is up: API on http://{addr}  (data in {})",
+        data_dir.display()
+    );
     if plane.bootstrapped {
         eprintln!(
             "the bootstrap admin token was written to {} (mode 0600)",

@@ -33,7 +33,10 @@ impl Up {
             .stderr(Stdio::piped())
             .process_group(0)
             .spawn()?;
-        let stderr = child.stderr.take().ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -44,13 +47,21 @@ impl Up {
         let mut seen = Vec::new();
         let base = loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).map_err(|_| anyhow::anyhow!("hangar up did not start: {seen:?}"))?;
+            let line = rx
+                .recv_timeout(left)
+                .map_err(|_| anyhow::anyhow!("hangar up did not start: {seen:?}"))?;
             if let Some(rest) = line.split("API on ").nth(1) {
-                break rest.split_whitespace().next().unwrap_or_default().to_owned();
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
             }
             seen.push(line);
         };
-        let token = std::fs::read_to_string(data.join("admin-token"))?.trim().to_owned();
+        let token = std::fs::read_to_string(data.join("admin-token"))?
+            .trim()
+            .to_owned();
         Ok(Self { child, base, token })
     }
 
@@ -82,7 +93,11 @@ impl Up {
         let mut all = args.to_vec();
         all.extend(["--output", "json"]);
         let out = self.cli(&all)?;
-        anyhow::ensure!(out.status.success(), "hangar {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "hangar {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 }
@@ -90,7 +105,10 @@ impl Up {
 impl Drop for Up {
     fn drop(&mut self) {
         if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         let _ = self.child.wait();
     }
@@ -104,7 +122,11 @@ fn prepare_data() -> anyhow::Result<tempfile::TempDir> {
     hangar_runtime::image::testing::busybox_image(
         &images,
         "hang",
-        Some(vec!["/bin/sh".into(), "-c".into(), "exec sleep 3600".into()]),
+        Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "exec sleep 3600".into(),
+        ]),
     )?;
     Ok(data)
 }
@@ -133,22 +155,54 @@ async fn records_survive_a_restart_and_running_sandboxes_stay_usable() -> anyhow
     let data = prepare_data()?;
     let up = Up::start(data.path())?;
     let token_before = up.token.clone();
-    let a = up.cli_json(&["sandbox", "create", "--image", "busybox"])?["id"].as_str().unwrap_or_default().to_owned();
-    let b = up.cli_json(&["sandbox", "create", "--image", "busybox"])?["id"].as_str().unwrap_or_default().to_owned();
+    let a = up.cli_json(&["sandbox", "create", "--image", "busybox"])?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let b = up.cli_json(&["sandbox", "create", "--image", "busybox"])?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     wait_state(&up, &a, |s| s == "running").await?;
     wait_state(&up, &b, |s| s == "running").await?;
-    let out = up.cli(&["sandbox", "exec", &a, "--", "sh", "-c", "echo before > /home/hangar/f"])?;
+    let out = up.cli(&[
+        "sandbox",
+        "exec",
+        &a,
+        "--",
+        "sh",
+        "-c",
+        "echo before > /home/hangar/f",
+    ])?;
     assert!(out.status.success());
     let out = up.cli(&["sandbox", "stop", &b])?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A boot in progress when the control plane goes away.
-    let c = up.cli_json(&["sandbox", "create", "--image", "hang", "--readiness-timeout-ms", "60000"])?["id"].as_str().unwrap_or_default().to_owned();
+    let c = up.cli_json(&[
+        "sandbox",
+        "create",
+        "--image",
+        "hang",
+        "--readiness-timeout-ms",
+        "60000",
+    ])?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     up.stop()?;
 
     let up = Up::start(data.path())?;
     assert_eq!(up.token, token_before, "the bootstrap token is made once");
     let list = up.cli_json(&["sandbox", "ls"])?;
-    let state_of = |id: &str| list.as_array().and_then(|l| l.iter().find(|s| s["id"] == id)).map(|s| s["state"].clone());
+    let state_of = |id: &str| {
+        list.as_array()
+            .and_then(|l| l.iter().find(|s| s["id"] == id))
+            .map(|s| s["state"].clone())
+    };
     assert_eq!(state_of(&a), Some(json!("running")), "{list}");
     assert_eq!(state_of(&b), Some(json!("stopped")), "{list}");
     let cv = up.cli_json(&["sandbox", "get", &c])?;
@@ -158,7 +212,11 @@ async fn records_survive_a_restart_and_running_sandboxes_stay_usable() -> anyhow
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "before\n");
     let out = up.cli(&["sandbox", "start", &b])?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = up.cli(&["sandbox", "exec", &b, "--", "true"])?;
     assert!(out.status.success());
     cleanup(&up)?;
@@ -170,8 +228,19 @@ async fn client_verbs_work_end_to_end() -> anyhow::Result<()> {
     let data = prepare_data()?;
     let up = Up::start(data.path())?;
     // create prints the id at once, in state creating.
-    let out = up.cli(&["sandbox", "create", "--image", "busybox", "--memory-mib", "256"])?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = up.cli(&[
+        "sandbox",
+        "create",
+        "--image",
+        "busybox",
+        "--memory-mib",
+        "256",
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = String::from_utf8_lossy(&out.stdout).to_string();
     let mut parts = line.split_whitespace();
     let id = parts.next().unwrap_or_default().to_owned();
@@ -183,30 +252,58 @@ async fn client_verbs_work_end_to_end() -> anyhow::Result<()> {
     for stage in ["created", "rootfs_ready", "process_started", "agent_ready"] {
         assert!(text.contains(stage), "{text}");
     }
-    let out = up.cli(&["sandbox", "exec", &id, "--", "sh", "-c", "echo to-out; echo to-err >&2; exit 5"])?;
+    let out = up.cli(&[
+        "sandbox",
+        "exec",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "echo to-out; echo to-err >&2; exit 5",
+    ])?;
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "to-out\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "to-err\n");
     let out = up.cli(&["sandbox", "ls"])?;
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ID"), "table output");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("ID"),
+        "table output"
+    );
     let list = up.cli_json(&["sandbox", "ls"])?;
     assert_eq!(list.as_array().map(Vec::len), Some(1));
 
     // Errors reach the user as the problem's detail, with a failing exit code.
     let out = up.cli(&["sandbox", "create", "--image", "nope"])?;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown image"), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(HANGAR).args(["sandbox", "ls"]).env("HANGAR_URL", &up.base).env("HANGAR_TOKEN", "hgr_pat_wrong").output()?;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown image"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(HANGAR)
+        .args(["sandbox", "ls"])
+        .env("HANGAR_URL", &up.base)
+        .env("HANGAR_TOKEN", "hgr_pat_wrong")
+        .output()?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 
     // Users and tokens.
     let user = up.cli_json(&["user", "create", "carol"])?;
     let carol = user["token"].as_str().unwrap_or_default().to_owned();
-    let out = Command::new(HANGAR).args(["sandbox", "get", &id]).env("HANGAR_URL", &up.base).env("HANGAR_TOKEN", &carol).output()?;
-    assert!(!out.status.success(), "carol cannot see the admin's sandbox");
+    let out = Command::new(HANGAR)
+        .args(["sandbox", "get", &id])
+        .env("HANGAR_URL", &up.base)
+        .env("HANGAR_TOKEN", &carol)
+        .output()?;
+    assert!(
+        !out.status.success(),
+        "carol cannot see the admin's sandbox"
+    );
     let tok = up.cli_json(&["token", "create", "script"])?;
-    assert!(tok["token"].as_str().is_some_and(|t| t.starts_with("hgr_pat_")));
+    assert!(tok["token"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("hgr_pat_")));
 
     let out = up.cli(&["sandbox", "stop", &id])?;
     assert!(String::from_utf8_lossy(&out.stdout).contains("stopped"));
@@ -215,7 +312,9 @@ async fn client_verbs_work_end_to_end() -> anyhow::Result<()> {
     let out = up.cli(&["sandbox", "rm", &id])?;
     assert!(String::from_utf8_lossy(&out.stdout).contains("destroyed"));
 
-    let out = Command::new(HANGAR).args(["completions", "bash"]).output()?;
+    let out = Command::new(HANGAR)
+        .args(["completions", "bash"])
+        .output()?;
     assert!(String::from_utf8_lossy(&out.stdout).contains("sandbox"));
     up.stop()
 }

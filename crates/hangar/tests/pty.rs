@@ -8,18 +8,32 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open(tp: &TestPlane, token: &str, id: &str, query: &str) -> anyhow::Result<Ws> {
-    let url = format!("{}/api/v1/sandboxes/{id}/pty?{query}", tp.base.replacen("http", "ws", 1));
+    let url = format!(
+        "{}/api/v1/sandboxes/{id}/pty?{query}",
+        tp.base.replacen("http", "ws", 1)
+    );
     let mut req = url.into_client_request()?;
-    req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
-    let (ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(req)).await??;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let (ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await??;
     Ok(ws)
 }
 
 /// Reads terminal output until it contains `needle` (or the deadline passes).
-async fn read_until(ws: &mut Ws, seen: &mut String, needle: &str, deadline: Duration) -> anyhow::Result<()> {
+async fn read_until(
+    ws: &mut Ws,
+    seen: &mut String,
+    needle: &str,
+    deadline: Duration,
+) -> anyhow::Result<()> {
     let end = Instant::now() + deadline;
     while !seen.contains(needle) {
         let left = end.saturating_duration_since(Instant::now());
@@ -35,7 +49,8 @@ async fn read_until(ws: &mut Ws, seen: &mut String, needle: &str, deadline: Dura
 }
 
 async fn send(ws: &mut Ws, text: &str) -> anyhow::Result<()> {
-    ws.send(Message::Binary(text.as_bytes().to_vec().into())).await?;
+    ws.send(Message::Binary(text.as_bytes().to_vec().into()))
+        .await?;
     Ok(())
 }
 
@@ -45,7 +60,8 @@ async fn terminal_resizes_interrupts_and_reports_exit() -> anyhow::Result<()> {
     let t = tp.admin_token.clone();
     let sb = tp.create(&t, json!({"image": images::BUSYBOX})).await?;
     let id = sb["id"].as_str().unwrap_or_default().to_owned();
-    tp.wait_state(&t, &id, Duration::from_secs(20), |s| s == "running").await?;
+    tp.wait_state(&t, &id, Duration::from_secs(20), |s| s == "running")
+        .await?;
 
     let mut ws = open(&tp, &t, &id, "rows=30&cols=90").await?;
     let mut seen = String::new();
@@ -65,7 +81,13 @@ async fn terminal_resizes_interrupts_and_reports_exit() -> anyhow::Result<()> {
     read_until(&mut ws, &mut seen, "after-130", Duration::from_secs(10)).await?;
 
     send(&mut ws, "exit 7\n").await?;
-    read_until(&mut ws, &mut seen, "\"type\":\"exit\"", Duration::from_secs(10)).await?;
+    read_until(
+        &mut ws,
+        &mut seen,
+        "\"type\":\"exit\"",
+        Duration::from_secs(10),
+    )
+    .await?;
     let exit_json = seen.rsplit('<').next().unwrap_or("").trim_end_matches('>');
     let exit: Value = serde_json::from_str(exit_json)?;
     assert_eq!(exit["code"], 7, "{seen}");
@@ -78,7 +100,8 @@ async fn terminal_runs_a_given_command() -> anyhow::Result<()> {
     let t = tp.admin_token.clone();
     let sb = tp.create(&t, json!({"image": images::BUSYBOX})).await?;
     let id = sb["id"].as_str().unwrap_or_default().to_owned();
-    tp.wait_state(&t, &id, Duration::from_secs(20), |s| s == "running").await?;
+    tp.wait_state(&t, &id, Duration::from_secs(20), |s| s == "running")
+        .await?;
     let argv = serde_json::to_string(&["sh", "-c", "tty >/dev/null && echo is-a-tty; exit 3"])?;
     let mut q = String::from("argv=");
     for b in argv.bytes() {
@@ -90,7 +113,13 @@ async fn terminal_runs_a_given_command() -> anyhow::Result<()> {
     }
     let mut ws = open(&tp, &t, &id, &q).await?;
     let mut seen = String::new();
-    read_until(&mut ws, &mut seen, "\"type\":\"exit\"", Duration::from_secs(10)).await?;
+    read_until(
+        &mut ws,
+        &mut seen,
+        "\"type\":\"exit\"",
+        Duration::from_secs(10),
+    )
+    .await?;
     assert!(seen.contains("is-a-tty"), "{seen}");
     assert!(seen.contains("\"code\":3"), "{seen}");
     tp.shutdown().await

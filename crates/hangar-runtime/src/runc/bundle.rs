@@ -102,7 +102,11 @@ pub fn build_spec(spec: &SandboxSpec, paths: BundlePaths<'_>) -> Result<Spec, Dr
             .destination(GUEST_AGENT_PATH)
             .typ("bind")
             .source(paths.guest_agent)
-            .options(vec!["bind".to_owned(), "ro".to_owned(), "nosuid".to_owned()])
+            .options(vec![
+                "bind".to_owned(),
+                "ro".to_owned(),
+                "nosuid".to_owned(),
+            ])
             .build()
             .map_err(DriverError::Spec)?,
     );
@@ -254,9 +258,9 @@ mod tests {
         assert!(namespaces.contains(&"network".to_owned()));
         assert!(namespaces.contains(&"pid".to_owned()));
         let mounts = json["mounts"].as_array().expect("mounts");
-        assert!(mounts
-            .iter()
-            .any(|m| m["destination"] == GUEST_AGENT_PATH && m["source"] == "/data/bin/hangar-guest"));
+        assert!(mounts.iter().any(
+            |m| m["destination"] == GUEST_AGENT_PATH && m["source"] == "/data/bin/hangar-guest"
+        ));
         assert!(mounts.iter().any(|m| m["destination"] == GUEST_SOCKET_DIR));
         let env = json["process"]["env"].as_array().expect("env");
         assert!(env.iter().any(|e| e == "EXTRA=1"));
@@ -264,7 +268,11 @@ mod tests {
 
     #[test]
     fn image_init_replaces_agent() {
-        let init = vec!["/bin/sh".to_owned(), "-c".to_owned(), "sleep 100".to_owned()];
+        let init = vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            "sleep 100".to_owned(),
+        ];
         let spec = build_spec(&sample(Some(init.clone())), paths()).expect("spec");
         let json = serde_json::to_value(&spec).expect("json");
         assert_eq!(json["process"]["args"], serde_json::json!(init));

@@ -124,12 +124,14 @@ impl RuncDriver {
         let mut cmd = self.runc();
         cmd.args(["state", name]);
         match run_with_deadline(cmd, self.config.command_timeout).await {
-            Ok(out) => serde_json::from_slice(&out.stdout)
-                .map(Some)
-                .map_err(|e| DriverError::Parse {
-                    command: "runc state".into(),
-                    reason: e.to_string(),
-                }),
+            Ok(out) => {
+                serde_json::from_slice(&out.stdout)
+                    .map(Some)
+                    .map_err(|e| DriverError::Parse {
+                        command: "runc state".into(),
+                        reason: e.to_string(),
+                    })
+            }
             Err(DriverError::Command { stderr, .. }) if stderr.contains("does not exist") => {
                 Ok(None)
             }
@@ -156,9 +158,7 @@ impl RuncDriver {
         cmd.args(["delete", "--force", name]);
         match run_with_deadline(cmd, self.config.command_timeout).await {
             Ok(_) => Ok(()),
-            Err(DriverError::Command { stderr, .. }) if stderr.contains("does not exist") => {
-                Ok(())
-            }
+            Err(DriverError::Command { stderr, .. }) if stderr.contains("does not exist") => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -166,8 +166,7 @@ impl RuncDriver {
     /// Stops and deletes the runc container `name` (an id hangar did or did not make).
     async fn remove_container(&self, name: &str, grace: Duration) -> Result<(), DriverError> {
         if let Some(state) = self.runc_state(name).await? {
-            if matches!(Self::status_of(&state), RuntimeStatus::Running { .. })
-                && !grace.is_zero()
+            if matches!(Self::status_of(&state), RuntimeStatus::Running { .. }) && !grace.is_zero()
             {
                 self.kill(name, "TERM").await;
                 let deadline = Instant::now() + grace;
@@ -322,7 +321,8 @@ impl Driver for RuncDriver {
     }
 
     async fn destroy(&self, id: SandboxId) -> Result<(), DriverError> {
-        self.remove_container(&id.to_string(), Duration::ZERO).await?;
+        self.remove_container(&id.to_string(), Duration::ZERO)
+            .await?;
         let dir = self.sandbox_dir(id);
         let merged = dir.join("rootfs");
         overlay::unmount(&merged)?;

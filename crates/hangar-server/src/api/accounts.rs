@@ -5,7 +5,9 @@ use axum::http::StatusCode;
 use hangar_core::TokenId;
 
 use super::auth::Caller;
-use super::dto::{CreateTokenRequest, CreateUserRequest, CreatedToken, CreatedUser, MeView, TokenView, UserView};
+use super::dto::{
+    CreateTokenRequest, CreateUserRequest, CreatedToken, CreatedUser, MeView, TokenView, UserView,
+};
 use super::json::ApiJson;
 use super::AppState;
 use crate::error::{ApiError, Problem};
@@ -95,7 +97,9 @@ pub async fn revoke_token(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id: TokenId = id.parse().map_err(|_| ApiError::not_found("token not found"))?;
+    let id: TokenId = id
+        .parse()
+        .map_err(|_| ApiError::not_found("token not found"))?;
     state.accounts.revoke_token(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -22,7 +22,10 @@ impl SandboxService {
     ) {
         let this = Arc::clone(self);
         let id = spec.id;
-        self.spawn_task(id, async move { this.run_boot(spec, from, readiness).await });
+        self.spawn_task(
+            id,
+            async move { this.run_boot(spec, from, readiness).await },
+        );
     }
 
     async fn run_boot(self: Arc<Self>, spec: SandboxSpec, from: SandboxState, readiness: Duration) {
@@ -64,10 +67,7 @@ impl SandboxService {
                     id,
                     from,
                     FailureKind::BootTimeout,
-                    format!(
-                        "guest agent not ready within {} ms",
-                        readiness.as_millis()
-                    ),
+                    format!("guest agent not ready within {} ms", readiness.as_millis()),
                 )
                 .await;
             }

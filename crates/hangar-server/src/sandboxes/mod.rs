@@ -7,8 +7,8 @@
 //! through an illegal transition or out of a terminal state.
 
 mod boot;
-mod reconcile;
 mod error;
+mod reconcile;
 mod service;
 
 pub use error::SandboxError;

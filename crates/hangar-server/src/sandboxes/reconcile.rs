@@ -55,9 +55,11 @@ impl SandboxService {
         // Orphans: runtime objects and directories that no record keeps.
         let keeps = |id: &SandboxId| records.get(id).is_some_and(holds_resources);
         for rt in &inventory.runtime {
-            let claimed = rt.name.parse::<SandboxId>().ok().is_some_and(|id| {
-                keeps(&id) || self.is_busy(id)
-            });
+            let claimed = rt
+                .name
+                .parse::<SandboxId>()
+                .ok()
+                .is_some_and(|id| keeps(&id) || self.is_busy(id));
             if !claimed {
                 match self.node.remove_orphan(&rt.name).await {
                     Ok(()) => report.orphans_removed.push(rt.name.clone()),

@@ -129,9 +129,10 @@ impl SandboxService {
     ) -> Result<Sandbox, SandboxError> {
         let limits = req.limits.unwrap_or(self.config.default_limits);
         limits.validate()?;
-        let readiness = req.readiness_timeout.unwrap_or(self.config.readiness_timeout);
-        if readiness < Duration::from_millis(100) || readiness > self.config.max_readiness_timeout
-        {
+        let readiness = req
+            .readiness_timeout
+            .unwrap_or(self.config.readiness_timeout);
+        if readiness < Duration::from_millis(100) || readiness > self.config.max_readiness_timeout {
             return Err(SandboxError::Invalid {
                 field: "readiness_timeout_ms",
                 reason: format!(
@@ -153,12 +154,12 @@ impl SandboxService {
         } else {
             req.image
         };
-        let image = self
-            .node
-            .resolve_image(&image_name)
-            .map_err(|_| SandboxError::UnknownImage {
-                name: image_name.clone(),
-            })?;
+        let image =
+            self.node
+                .resolve_image(&image_name)
+                .map_err(|_| SandboxError::UnknownImage {
+                    name: image_name.clone(),
+                })?;
         let now = self.clock.now();
         let sandbox = Sandbox {
             id: SandboxId::from_uuid(uuid::Uuid::now_v7()),
@@ -283,7 +284,9 @@ impl SandboxService {
         id: SandboxId,
         req: PtyRequest,
     ) -> Result<(PtyWriter, PtyReader), SandboxError> {
-        let sandbox = self.get_running(principal, id, "open a terminal in").await?;
+        let sandbox = self
+            .get_running(principal, id, "open a terminal in")
+            .await?;
         let argv0 = req.argv.first().cloned().unwrap_or_default();
         match self.node.guest(id).pty(req).await {
             Ok(pair) => Ok(pair),
@@ -319,7 +322,12 @@ impl SandboxService {
             });
         }
         let stopping = self
-            .transition(id, sandbox.state, SandboxState::Stopping, StateChange::default())
+            .transition(
+                id,
+                sandbox.state,
+                SandboxState::Stopping,
+                StateChange::default(),
+            )
             .await?;
         let this = Arc::clone(self);
         self.spawn_task(id, async move { this.finish_stop(id).await });
@@ -483,7 +491,13 @@ impl SandboxService {
     /// Marks a sandbox `failed` (from `from`) with the stage it reached and its console tail,
     /// then kills its processes and releases its files as its retention policy says.
     /// Does nothing if the state moved on meanwhile (compare-and-set).
-    pub(super) async fn fail(&self, id: SandboxId, from: SandboxState, kind: FailureKind, message: String) {
+    pub(super) async fn fail(
+        &self,
+        id: SandboxId,
+        from: SandboxState,
+        kind: FailureKind,
+        message: String,
+    ) {
         let stage_reached = match self.store.sandboxes().get(id).await {
             Ok(Some(sb)) => sb.stage_reached(),
             _ => None,
@@ -512,7 +526,10 @@ impl SandboxService {
                 if let Err(e) = self.node.stop(id, Duration::ZERO).await {
                     tracing::warn!(sandbox = %id, error = %e, "could not stop failed sandbox");
                 }
-                if failed.release_due().is_some_and(|due| due <= self.clock.now()) {
+                if failed
+                    .release_due()
+                    .is_some_and(|due| due <= self.clock.now())
+                {
                     self.release(id).await;
                 }
             }
@@ -524,7 +541,12 @@ impl SandboxService {
     pub(super) async fn release(&self, id: SandboxId) {
         match self.node.destroy(id).await {
             Ok(()) => {
-                if let Err(e) = self.store.sandboxes().mark_released(id, self.clock.now()).await {
+                if let Err(e) = self
+                    .store
+                    .sandboxes()
+                    .mark_released(id, self.clock.now())
+                    .await
+                {
                     tracing::warn!(sandbox = %id, error = %e, "could not record release");
                 }
             }
