@@ -309,6 +309,32 @@ impl TestPlane {
         .await
     }
 
+    /// Creates a sandbox from `image` as `token`, waits until it runs (20 s), returns its id.
+    pub async fn running_sandbox(&self, token: &str, image: &str) -> anyhow::Result<String> {
+        let created = self
+            .create(token, serde_json::json!({ "image": image }))
+            .await?;
+        let id = created["id"].as_str().context("id in answer")?.to_owned();
+        let v = self
+            .wait_state(token, &id, Duration::from_secs(20), |s| s != "creating")
+            .await?;
+        if v["state"] != "running" {
+            bail!("sandbox {id} did not start: {v}");
+        }
+        Ok(id)
+    }
+
+    /// Runs `argv` in a sandbox through the API; returns the status and the JSON answer.
+    pub async fn exec(&self, token: &str, id: &str, argv: &[&str]) -> anyhow::Result<(u16, Value)> {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/api/v1/sandboxes/{id}/exec"),
+            Some(token),
+            Some(serde_json::json!({ "argv": argv })),
+        )
+        .await
+    }
+
     /// Creates a user and returns its token.
     pub async fn new_user(&self, name: &str) -> anyhow::Result<String> {
         let (status, v) = self

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hangar_core::{Limits, SandboxId, SandboxState};
+use hangar_core::{BootStage, Limits, SandboxId, SandboxState};
 use hangar_guest::client::GuestClient;
 use hangar_runtime::image::{Image, ImageStore};
 use hangar_runtime::runc::{build_spec, BundlePaths};
@@ -82,17 +82,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
 
     // Sequential create-to-ready.
+    let rss_before = self_rss_kib();
     let mut seq = Vec::new();
+    let mut seq_server = Vec::new();
     let mut ids = Vec::new();
     for _ in 0..n {
-        let (id, took) = create_and_wait(&api, &image.name).await?;
+        let (id, took, server) = create_and_wait(&api, &image.name).await?;
         seq.push(took);
+        seq_server.push(server);
         ids.push(id);
     }
     report("hangar create-to-ready, one after another", &seq);
+    report(
+        "  the same, server side (created -> agent_ready stamps)",
+        &seq_server,
+    );
 
     // Memory of idle sandboxes: measured while the sequential series is up.
     let mem = idle_memory(&ids, &plane).await;
+    let plane_growth_kib = (self_rss_kib() - rss_before).max(0.0) / ids.len().max(1) as f64;
 
     // Exec round trip on the first sandbox.
     let first = ids.first().cloned().context("no sandbox")?;
@@ -148,13 +156,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ));
     }
     let mut par = Vec::new();
+    let mut par_server = Vec::new();
     let mut par_ids = Vec::new();
     for h in handles {
-        let (id, took) = h.await??;
+        let (id, took, server) = h.await??;
         par.push(took);
+        par_server.push(server);
         par_ids.push(id);
     }
     report("hangar create-to-ready, all at once", &par);
+    report(
+        "  the same, server side (created -> agent_ready stamps)",
+        &par_server,
+    );
     destroy_all(&api, &par_ids).await?;
 
     let (p50_floor, p50_seq) = (pct(&floor, 50.0), pct(&seq, 50.0));
@@ -164,20 +178,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ms(p50_seq),
         ms(p50_floor)
     );
-    if let Some((kib_total, kib_procs)) = mem {
+    if let Some((kib_cgroup, kib_procs)) = mem {
+        let beyond = (kib_cgroup - kib_procs).max(0.0) + plane_growth_kib;
         println!(
-            "idle sandbox host memory: {:.1} MiB in all, {:.1} MiB its own processes, {:.1} MiB beyond them (per sandbox, {} sandboxes)",
-            kib_total / 1024.0,
+            "idle sandbox memory (mean of {}): cgroup {:.2} MiB, its processes' RSS {:.2} MiB, \
+             control plane growth {:.2} MiB; beyond its own processes: {:.2} MiB",
+            ids.len(),
+            kib_cgroup / 1024.0,
             kib_procs / 1024.0,
-            (kib_total - kib_procs) / 1024.0,
-            ids.len()
+            plane_growth_kib / 1024.0,
+            beyond / 1024.0
         );
     }
     server.abort();
     Ok(())
 }
 
-async fn create_and_wait(api: &ApiClient, image: &str) -> anyhow::Result<(String, Duration)> {
+/// Creates a sandbox and polls until it runs. Returns its id, the client-observed
+/// create-to-ready time, and the server-side time from `created` to `agent_ready`.
+async fn create_and_wait(
+    api: &ApiClient,
+    image: &str,
+) -> anyhow::Result<(String, Duration, Duration)> {
     let t = Instant::now();
     let req = CreateSandboxRequest {
         image: Some(image.to_owned()),
@@ -193,7 +215,20 @@ async fn create_and_wait(api: &ApiClient, image: &str) -> anyhow::Result<(String
     loop {
         let s: SandboxView = api.get(&format!("/api/v1/sandboxes/{id}")).await?;
         match s.state {
-            SandboxState::Running => return Ok((id, t.elapsed())),
+            SandboxState::Running => {
+                let took = t.elapsed();
+                let at = |stage: BootStage| {
+                    s.boot
+                        .iter()
+                        .find(|e| e.stage == stage)
+                        .map(|e| e.at.unix_ms())
+                };
+                let server = match (at(BootStage::Created), at(BootStage::AgentReady)) {
+                    (Some(a), Some(b)) => Duration::from_millis(u64::try_from(b - a).unwrap_or(0)),
+                    _ => Duration::ZERO,
+                };
+                return Ok((id, took, server));
+            }
             SandboxState::Failed => bail!("sandbox {id} failed: {:?}", s.failure),
             _ if Instant::now() > deadline => bail!("sandbox {id} not ready in time"),
             _ => tokio::time::sleep(Duration::from_millis(1)).await,
@@ -323,9 +358,10 @@ async fn floor_series(
     Ok(times)
 }
 
-/// (host memory per idle sandbox, of which its own processes), in KiB: the drop in
-/// MemAvailable while the sandboxes run vs. after they are gone is not measurable here
-/// without them, so this reads the sandboxes' cgroup memory usage and the processes' RSS.
+/// Mean per idle sandbox, in KiB: (its memory cgroup's usage, which counts its processes,
+/// the page cache and kernel memory charged to it; the RSS of the processes in it).
+/// There is no shim process: what a sandbox costs beyond its processes is the rest of its
+/// cgroup's charge plus the control plane's growth.
 async fn idle_memory(ids: &[String], plane: &LocalPlane) -> Option<(f64, f64)> {
     let mut total = 0.0;
     let mut procs = 0.0;
@@ -358,6 +394,18 @@ async fn idle_memory(ids: &[String], plane: &LocalPlane) -> Option<(f64, f64)> {
         counted += 1.0;
     }
     (counted > 0.0).then(|| (total / counted, procs / counted))
+}
+
+fn self_rss_kib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0.0)
 }
 
 fn cgroup_rss_kib(procs_file: &str) -> f64 {

@@ -32,11 +32,16 @@ const BUILTIN: &[(&str, &[(&str, &str)])] = &[(
     ],
 )];
 
-/// Draws build progress: one bar over the steps, the current step's last output line.
+/// Draws build progress: one bar over the steps, the current step's last output line. When
+/// stderr is not a terminal (CI logs), prints one plain line per step instead.
 struct Bar(ProgressBar);
 
 impl BuildProgress for Bar {
     fn step_started(&self, index: usize, total: usize, name: &str, cached: bool) {
+        if self.0.is_hidden() {
+            let note = if cached { " (cached)" } else { "" };
+            eprintln!("step {}/{total}: {name}{note}", index + 1);
+        }
         self.0.set_length(total as u64);
         self.0.set_position(index as u64);
         let note = if cached { " (cached)" } else { "" };
@@ -50,6 +55,9 @@ impl BuildProgress for Bar {
     }
 
     fn step_finished(&self, index: usize, elapsed: Duration) {
+        if self.0.is_hidden() {
+            eprintln!("  done in {:.1} s", elapsed.as_secs_f64());
+        }
         self.0.set_position(index as u64 + 1);
         self.0.println(format!(
             "  done: {} in {:.1} s",

@@ -3,12 +3,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::future::IntoFuture;
+
 use anyhow::Context;
 use hangar_server::local::{LocalConfig, LocalPlane};
 use hangar_server::sandboxes::SandboxConfig;
 
 use crate::cli::UpArgs;
 use crate::config::{default_data_dir, guest_agent_path, FileConfig};
+
+/// How long open connections may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Default API address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -95,10 +100,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
 
     let app = hangar_server::router(plane.state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving the API")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut serve = std::pin::pin!(axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|stop| *stop).await;
+        })
+        .into_future());
+    tokio::select! {
+        result = &mut serve => result.context("serving the API")?,
+        () = shutdown_signal() => {
+            let _ = stop_tx.send(true);
+            // Open terminals would hold a graceful shutdown forever: give them a deadline.
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut serve).await.is_err() {
+                eprintln!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
+            }
+        }
+    }
     reconciler.abort();
     eprintln!("hangar stopped; sandboxes keep running and are picked up on the next start");
     Ok(())

@@ -93,9 +93,7 @@ async fn tenants_are_walled_off() -> anyhow::Result<()> {
     let tp = TestPlane::start().await?;
     let alice = tp.new_user("alice").await?;
     let bob = tp.new_user("bob").await?;
-    let id = id_of(&tp.create(&alice, json!({"image": images::BUSYBOX})).await?);
-    tp.wait_state(&alice, &id, Duration::from_secs(20), |s| s == "running")
-        .await?;
+    let id = tp.running_sandbox(&alice, images::BUSYBOX).await?;
     for (method, path, body) in [
         (Method::GET, format!("/api/v1/sandboxes/{id}"), None),
         (
@@ -289,9 +287,7 @@ async fn bad_input_gets_problem_json_and_changes_nothing() -> anyhow::Result<()>
 async fn exec_streams_exit_codes_env_cwd_stdin_and_deadline() -> anyhow::Result<()> {
     let tp = TestPlane::start().await?;
     let t = tp.admin_token.clone();
-    let id = id_of(&tp.create(&t, json!({"image": images::BUSYBOX})).await?);
-    tp.wait_state(&t, &id, Duration::from_secs(20), |s| s == "running")
-        .await?;
+    let id = tp.running_sandbox(&t, images::BUSYBOX).await?;
     let path = format!("/api/v1/sandboxes/{id}/exec");
     let (_, out) = tp
         .request(

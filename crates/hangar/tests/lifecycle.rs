@@ -11,21 +11,6 @@ fn id_of(v: &Value) -> String {
     v["id"].as_str().unwrap_or_default().to_owned()
 }
 
-async fn exec(
-    tp: &TestPlane,
-    token: &str,
-    id: &str,
-    argv: &[&str],
-) -> anyhow::Result<(u16, Value)> {
-    tp.request(
-        Method::POST,
-        &format!("/api/v1/sandboxes/{id}/exec"),
-        Some(token),
-        Some(json!({ "argv": argv })),
-    )
-    .await
-}
-
 fn stages(v: &Value) -> Vec<String> {
     v["boot"]
         .as_array()
@@ -66,13 +51,13 @@ async fn create_answers_at_once_and_boot_stages_are_recorded() -> anyhow::Result
     assert_eq!(times, sorted, "stage times are in order");
 
     // Runs as the unprivileged user, with the limits enforced by cgroups.
-    let (status, out) = exec(
-        &tp,
-        &t,
-        &id,
-        &["sh", "-c", "id -u; cat /proc/self/cgroup | head -50"],
-    )
-    .await?;
+    let (status, out) = tp
+        .exec(
+            &t,
+            &id,
+            &["sh", "-c", "id -u; cat /proc/self/cgroup | head -50"],
+        )
+        .await?;
     assert_eq!(status, 200);
     assert!(
         out["stdout"].as_str().unwrap_or("").starts_with("1000\n"),
@@ -104,7 +89,7 @@ async fn create_answers_at_once_and_boot_stages_are_recorded() -> anyhow::Result
     assert_eq!(pids_max.trim(), "64");
 
     // Its own network namespace: only loopback.
-    let (_, out) = exec(&tp, &t, &id, &["cat", "/proc/net/dev"]).await?;
+    let (_, out) = tp.exec(&t, &id, &["cat", "/proc/net/dev"]).await?;
     let ifaces: Vec<&str> = out["stdout"]
         .as_str()
         .unwrap_or("")
@@ -190,23 +175,23 @@ async fn global_readiness_default_applies() -> anyhow::Result<()> {
 async fn stop_start_keeps_files_and_destroy_ends_destroyed() -> anyhow::Result<()> {
     let tp = TestPlane::start().await?;
     let t = tp.admin_token.clone();
-    let id = id_of(&tp.create(&t, json!({"image": images::BUSYBOX})).await?);
-    tp.wait_state(&t, &id, Duration::from_secs(20), |s| s == "running")
+    let id = tp.running_sandbox(&t, images::BUSYBOX).await?;
+    let (status, _) = tp
+        .exec(&t, &id, &["sh", "-c", "echo kept > /home/hangar/note"])
         .await?;
-    let (status, _) = exec(&tp, &t, &id, &["sh", "-c", "echo kept > /home/hangar/note"]).await?;
     assert_eq!(status, 200);
     // A process that ignores SIGTERM and would exit non-zero: a planned stop still ends stopped.
-    let (status, _) = exec(
-        &tp,
-        &t,
-        &id,
-        &[
-            "sh",
-            "-c",
-            "trap '' TERM; (trap '' TERM; sleep 1000) >/dev/null 2>&1 & echo started",
-        ],
-    )
-    .await?;
+    let (status, _) = tp
+        .exec(
+            &t,
+            &id,
+            &[
+                "sh",
+                "-c",
+                "trap '' TERM; (trap '' TERM; sleep 1000) >/dev/null 2>&1 & echo started",
+            ],
+        )
+        .await?;
     assert_eq!(status, 200);
     let (status, v) = tp
         .request(
@@ -223,7 +208,7 @@ async fn stop_start_keeps_files_and_destroy_ends_destroyed() -> anyhow::Result<(
         .await?;
     assert_eq!(v["state"], "stopped", "{v}");
     assert!(v["failure"].is_null());
-    let (status, body) = exec(&tp, &t, &id, &["true"]).await?;
+    let (status, body) = tp.exec(&t, &id, &["true"]).await?;
     assert_eq!(status, 409, "exec into a stopped sandbox: {body}");
     assert_eq!(body["code"], "wrong_state");
 
@@ -245,7 +230,7 @@ async fn stop_start_keeps_files_and_destroy_ends_destroyed() -> anyhow::Result<(
         stages(&v),
         vec!["created", "rootfs_ready", "process_started", "agent_ready"]
     );
-    let (_, out) = exec(&tp, &t, &id, &["cat", "/home/hangar/note"]).await?;
+    let (_, out) = tp.exec(&t, &id, &["cat", "/home/hangar/note"]).await?;
     assert_eq!(out["stdout"], "kept\n");
 
     let (status, v) = tp
@@ -371,9 +356,7 @@ async fn retention_keep_holds_files_until_ttl() -> anyhow::Result<()> {
 async fn reconciler_marks_vanished_and_removes_orphans() -> anyhow::Result<()> {
     let tp = TestPlane::start().await?;
     let t = tp.admin_token.clone();
-    let id = id_of(&tp.create(&t, json!({"image": images::BUSYBOX})).await?);
-    tp.wait_state(&t, &id, Duration::from_secs(20), |s| s == "running")
-        .await?;
+    let id = tp.running_sandbox(&t, images::BUSYBOX).await?;
     let runc_root = tp.data.path().join("runc");
 
     // Delete the container behind hangar's back.
@@ -441,7 +424,7 @@ async fn reconciler_marks_vanished_and_removes_orphans() -> anyhow::Result<()> {
         .output()?;
     assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "");
     // A failed record is never resumed: exec refuses.
-    let (status, _) = exec(&tp, &t, &id, &["true"]).await?;
+    let (status, _) = tp.exec(&t, &id, &["true"]).await?;
     assert_eq!(status, 409);
     tp.shutdown().await
 }
@@ -450,9 +433,7 @@ async fn reconciler_marks_vanished_and_removes_orphans() -> anyhow::Result<()> {
 async fn exec_into_a_dead_sandbox_marks_it_failed() -> anyhow::Result<()> {
     let tp = TestPlane::start().await?;
     let t = tp.admin_token.clone();
-    let id = id_of(&tp.create(&t, json!({"image": images::BUSYBOX})).await?);
-    tp.wait_state(&t, &id, Duration::from_secs(20), |s| s == "running")
-        .await?;
+    let id = tp.running_sandbox(&t, images::BUSYBOX).await?;
     let runc_root = tp.data.path().join("runc");
     let out = std::process::Command::new("runc")
         .arg("--root")
@@ -465,7 +446,7 @@ async fn exec_into_a_dead_sandbox_marks_it_failed() -> anyhow::Result<()> {
         Ok((!matches!(st, hangar_runtime::RuntimeStatus::Running { .. })).then_some(()))
     })
     .await?;
-    let (status, body) = exec(&tp, &t, &id, &["true"]).await?;
+    let (status, body) = tp.exec(&t, &id, &["true"]).await?;
     assert_eq!(status, 503, "{body}");
     let v = tp.get(&t, &id).await?;
     assert_eq!(v["state"], "failed");

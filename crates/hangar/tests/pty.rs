@@ -58,10 +58,7 @@ async fn send(ws: &mut Ws, text: &str) -> anyhow::Result<()> {
 async fn terminal_resizes_interrupts_and_reports_exit() -> anyhow::Result<()> {
     let tp = TestPlane::start().await?;
     let t = tp.admin_token.clone();
-    let sb = tp.create(&t, json!({"image": images::BUSYBOX})).await?;
-    let id = sb["id"].as_str().unwrap_or_default().to_owned();
-    tp.wait_state(&t, &id, Duration::from_secs(20), |s| s == "running")
-        .await?;
+    let id = tp.running_sandbox(&t, images::BUSYBOX).await?;
 
     let mut ws = open(&tp, &t, &id, "rows=30&cols=90").await?;
     let mut seen = String::new();
@@ -98,10 +95,7 @@ async fn terminal_resizes_interrupts_and_reports_exit() -> anyhow::Result<()> {
 async fn terminal_runs_a_given_command() -> anyhow::Result<()> {
     let tp = TestPlane::start().await?;
     let t = tp.admin_token.clone();
-    let sb = tp.create(&t, json!({"image": images::BUSYBOX})).await?;
-    let id = sb["id"].as_str().unwrap_or_default().to_owned();
-    tp.wait_state(&t, &id, Duration::from_secs(20), |s| s == "running")
-        .await?;
+    let id = tp.running_sandbox(&t, images::BUSYBOX).await?;
     let argv = serde_json::to_string(&["sh", "-c", "tty >/dev/null && echo is-a-tty; exit 3"])?;
     let mut q = String::from("argv=");
     for b in argv.bytes() {

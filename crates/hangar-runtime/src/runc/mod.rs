@@ -234,8 +234,12 @@ impl Driver for RuncDriver {
     async fn start_process(&self, spec: &SandboxSpec) -> Result<(), DriverError> {
         let dir = self.sandbox_dir(spec.id);
         let name = spec.id.to_string();
-        // A leftover container from an interrupted boot or a stop would block `runc run`.
-        self.remove_container(&name, Duration::ZERO).await?;
+        // A leftover container from an interrupted boot would block `runc run`. runc keeps a
+        // directory per container under its root: checking it spares a `runc state` call on
+        // every boot.
+        if self.config.runc_root.join(&name).exists() {
+            self.remove_container(&name, Duration::ZERO).await?;
+        }
         let rootfs = dir.join("rootfs");
         let socket_dir = dir.join("run");
         let oci = build_spec(
