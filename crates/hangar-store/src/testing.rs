@@ -187,6 +187,7 @@ impl PgCluster {
             None
         };
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        #[allow(clippy::disallowed_methods)] // a unique name, not a time
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())

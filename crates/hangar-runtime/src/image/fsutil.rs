@@ -262,6 +262,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), I
 }
 
 /// A name unique within this host: `<prefix>-<pid>-<nanos>-<counter>`.
+#[allow(clippy::disallowed_methods)] // uniqueness, not time: any value will do
 pub(crate) fn tmp_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
