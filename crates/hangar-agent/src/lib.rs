@@ -158,9 +158,7 @@ impl Node {
     pub async fn remove_orphan(&self, name: &str) -> Result<(), NodeError> {
         match name.parse::<SandboxId>() {
             Ok(id) => self.destroy(id).await,
-            Err(_) => match &self.driver {
-                AnyDriver::Runc(d) => Ok(d.remove_foreign(name).await?),
-            },
+            Err(_) => Ok(self.driver.remove_foreign(name).await?),
         }
     }
 

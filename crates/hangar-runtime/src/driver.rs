@@ -135,6 +135,10 @@ pub trait Driver {
     /// Every sandbox the runtime knows, made by hangar or not.
     async fn list(&self) -> Result<Vec<RuntimeSandbox>, DriverError>;
 
+    /// Removes a runtime object that hangar did not make, by its runtime name (orphan
+    /// removal for names that are not sandbox ids).
+    async fn remove_foreign(&self, name: &str) -> Result<(), DriverError>;
+
     /// Every sandbox that has a directory on this node (for orphan removal).
     fn list_dirs(&self) -> Result<Vec<SandboxId>, DriverError>;
 
@@ -186,6 +190,9 @@ impl Driver for AnyDriver {
     }
     async fn list(&self) -> Result<Vec<RuntimeSandbox>, DriverError> {
         dispatch!(self, d => d.list().await)
+    }
+    async fn remove_foreign(&self, name: &str) -> Result<(), DriverError> {
+        dispatch!(self, d => d.remove_foreign(name).await)
     }
     fn list_dirs(&self) -> Result<Vec<SandboxId>, DriverError> {
         dispatch!(self, d => d.list_dirs())

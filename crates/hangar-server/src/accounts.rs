@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use hangar_core::{Timestamp, TokenId, UserId};
+use hangar_core::{TokenId, UserId};
 use hangar_identity::{parse_bearer, AuthError, PersonalAccessToken, Principal, TokenHash};
 use hangar_store::{Store, StoreError, TokenRecord, User};
 use rand::rngs::OsRng;
@@ -196,12 +196,8 @@ impl Accounts {
             name: name.to_owned(),
             hash: secret.hash().0,
             created_at: now,
-            expires_at: ttl_s.map(|s| {
-                Timestamp::from_unix_ms(
-                    now.unix_ms()
-                        .saturating_add(i64::try_from(s).unwrap_or(i64::MAX / 1000) * 1000),
-                )
-            }),
+            expires_at: ttl_s
+                .map(|s| now.plus_ms(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))),
             revoked_at: None,
             last_used_at: None,
         };

@@ -191,11 +191,6 @@ impl RuncDriver {
             source,
         })
     }
-
-    /// Removes a runtime container that hangar has no record of (by its runtime name).
-    pub async fn remove_foreign(&self, name: &str) -> Result<(), DriverError> {
-        self.remove_container(name, Duration::ZERO).await
-    }
 }
 
 impl Driver for RuncDriver {
@@ -373,6 +368,10 @@ impl Driver for RuncDriver {
                 status: Self::status_of(s),
             })
             .collect())
+    }
+
+    async fn remove_foreign(&self, name: &str) -> Result<(), DriverError> {
+        self.remove_container(name, Duration::ZERO).await
     }
 
     fn list_dirs(&self) -> Result<Vec<SandboxId>, DriverError> {

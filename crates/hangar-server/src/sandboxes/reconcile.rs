@@ -97,8 +97,9 @@ impl SandboxService {
                 .unwrap_or(RuntimeStatus::Missing);
             match sandbox.state {
                 SandboxState::Running => {
-                    if !matches!(status, RuntimeStatus::Running { .. }) {
-                        self.check_vanished(sandbox).await;
+                    if !matches!(status, RuntimeStatus::Running { .. })
+                        && self.check_vanished(sandbox).await
+                    {
                         report.vanished.push(id);
                     }
                 }
@@ -116,15 +117,16 @@ impl SandboxService {
                         {
                             report.resumed.push(id);
                         }
-                    } else {
-                        self.fail(
+                    } else if self
+                        .fail(
                             id,
                             sandbox.state,
                             FailureKind::Interrupted,
                             "the control plane restarted during boot and the sandbox was not alive"
                                 .to_owned(),
                         )
-                        .await;
+                        .await
+                    {
                         report.resumed.push(id);
                     }
                 }

@@ -490,14 +490,15 @@ impl SandboxService {
 
     /// Marks a sandbox `failed` (from `from`) with the stage it reached and its console tail,
     /// then kills its processes and releases its files as its retention policy says.
-    /// Does nothing if the state moved on meanwhile (compare-and-set).
+    /// Does nothing if the state moved on meanwhile (compare-and-set); returns whether this
+    /// call recorded the failure.
     pub(super) async fn fail(
         &self,
         id: SandboxId,
         from: SandboxState,
         kind: FailureKind,
         message: String,
-    ) {
+    ) -> bool {
         let stage_reached = match self.store.sandboxes().get(id).await {
             Ok(Some(sb)) => sb.stage_reached(),
             _ => None,
@@ -532,8 +533,12 @@ impl SandboxService {
                 {
                     self.release(id).await;
                 }
+                true
             }
-            Err(e) => tracing::debug!(sandbox = %id, error = %e, "failure not recorded"),
+            Err(e) => {
+                tracing::debug!(sandbox = %id, error = %e, "failure not recorded");
+                false
+            }
         }
     }
 
@@ -555,19 +560,20 @@ impl SandboxService {
     }
 
     /// If the runtime no longer runs a `running` sandbox, marks it failed (vanished).
-    pub(super) async fn check_vanished(&self, sandbox: &Sandbox) {
+    /// Returns whether it did.
+    pub(super) async fn check_vanished(&self, sandbox: &Sandbox) -> bool {
         if sandbox.state != SandboxState::Running {
-            return;
+            return false;
         }
         let status = match self.node.status(sandbox.id).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(sandbox = %sandbox.id, error = %e, "runtime status unknown");
-                return;
+                return false;
             }
         };
         let reason = match status {
-            RuntimeStatus::Running { .. } => return,
+            RuntimeStatus::Running { .. } => return false,
             RuntimeStatus::NotRunning => "its process exited outside a planned stop",
             RuntimeStatus::Missing => "it vanished from the runtime",
         };
@@ -577,7 +583,7 @@ impl SandboxService {
             FailureKind::Vanished,
             reason.to_owned(),
         )
-        .await;
+        .await
     }
 
     pub(super) fn spawn_task(
