@@ -14,8 +14,8 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
 use crate::protocol::{
-    write_frame, Event, ExecRequest, ExitStatus, FrameReader, Input, PtyRequest, PutFileRequest,
-    Request,
+    read_frame, write_frame, ErrorCode, Event, ExecRequest, ExitStatus, FrameReader, Input,
+    PtyRequest, PutFileRequest, Request, WatchRequest, WatchedFile,
 };
 use crate::GuestError;
 
@@ -193,9 +193,58 @@ impl GuestClient {
         .await
     }
 
-    /// Connects (bounded by the connect timeout) and sends `request`.
-    async fn open(&self, request: &Request) -> Result<Conn, GuestError> {
-        let stream = within(self.connect_timeout, async {
+    /// Opens a byte pipe to TCP port `port` on the guest's loopback (`127.0.0.1`, or `[::1]`
+    /// when that is refused) and returns the connection once the agent answered `Forwarding`:
+    /// from then on it carries only the TCP stream's bytes, both ways. `shutdown()` on it
+    /// half-closes the TCP connection; an end of stream on it means the TCP peer closed its
+    /// side. The reply frame is read byte-exactly, so bytes the peer sends first (an RFB
+    /// banner) stay in the returned stream. Setting up is bounded by the start timeout (the
+    /// agent itself gives up connecting after
+    /// [`crate::protocol::FORWARD_CONNECT_TIMEOUT`]); the pipe itself has no deadline.
+    ///
+    /// Errors: [`GuestError::Remote`] with `NotFound` (nothing listens on the port), `Timeout`
+    /// (the agent's connect deadline passed), `InvalidRequest` (port 0) or `Io`;
+    /// [`GuestError::Connect`], [`GuestError::Timeout`], [`GuestError::Protocol`].
+    pub async fn forward(&self, port: u16) -> Result<UnixStream, GuestError> {
+        within(self.start_timeout, async {
+            let mut stream = self.connect().await?;
+            write_frame(&mut stream, &Request::Forward { port }).await?;
+            // `read_frame` reads exactly the header and the payload, nothing past them.
+            match remote(read_frame::<Event, _>(&mut stream).await?)? {
+                Some(Event::Forwarding) => Ok(stream),
+                other => Err(unexpected("Forwarding", other)),
+            }
+        })
+        .await
+    }
+
+    /// Starts watching files (see [`WatchRequest`]) and returns once the agent armed the
+    /// watch (its `Watching` answer, bounded by the start timeout). Read reports with
+    /// [`WatchStream::next_files`]; dropping the stream ends the watch in the agent.
+    ///
+    /// Errors: [`GuestError::Remote`] with `InvalidRequest` (no paths, a `..` component,
+    /// `timeout_ms` 0, `max_bytes` out of range), `PermissionDenied` or `Io` (inotify
+    /// unavailable or out of instances); [`GuestError::Connect`], [`GuestError::Timeout`],
+    /// [`GuestError::Protocol`].
+    pub async fn watch(&self, req: WatchRequest) -> Result<WatchStream, GuestError> {
+        within(self.start_timeout, async {
+            let mut conn = self.open(&Request::Watch(req)).await?;
+            match remote(conn.reader.next::<Event>().await?)? {
+                Some(Event::Watching { paths }) => Ok(WatchStream {
+                    reader: conn.reader,
+                    _writer: conn.writer,
+                    paths,
+                    ended: false,
+                }),
+                other => Err(unexpected("Watching", other)),
+            }
+        })
+        .await
+    }
+
+    /// Connects, bounded by the connect timeout.
+    async fn connect(&self) -> Result<UnixStream, GuestError> {
+        within(self.connect_timeout, async {
             UnixStream::connect(&self.path)
                 .await
                 .map_err(|source| GuestError::Connect {
@@ -203,7 +252,12 @@ impl GuestClient {
                     source,
                 })
         })
-        .await?;
+        .await
+    }
+
+    /// Connects (bounded by the connect timeout) and sends `request`.
+    async fn open(&self, request: &Request) -> Result<Conn, GuestError> {
+        let stream = self.connect().await?;
         let (rd, mut writer) = stream.into_split();
         write_frame(&mut writer, request).await?;
         Ok(Conn {
@@ -324,6 +378,62 @@ impl PtyReader {
     }
 }
 
+/// A running file watch from [`GuestClient::watch`]. Dropping it closes the connection, which
+/// ends the watch in the agent (and frees its inotify instance).
+#[derive(Debug)]
+pub struct WatchStream {
+    reader: FrameReader<OwnedReadHalf>,
+    /// Kept open: closing our write side is how the agent learns the client went away.
+    _writer: OwnedWriteHalf,
+    paths: Vec<String>,
+    ended: bool,
+}
+
+impl WatchStream {
+    /// The watched paths as the agent resolved them (absolute), in request order; the `path`
+    /// of every [`WatchedFile`] is one of these.
+    pub fn paths(&self) -> &[String] {
+        &self.paths
+    }
+
+    /// The next report, waiting at most `deadline`: `Ok(Some(files))` with every watched
+    /// file (request order) once all exist and have settled, and again after each settled
+    /// change; `Ok(None)` once the watch's own `timeout_ms` has passed (and on every call
+    /// after that). Cancel-safe; after [`GuestError::Timeout`] the stream stays usable.
+    ///
+    /// Errors: [`GuestError::Timeout`] when `deadline` passes with no report;
+    /// [`GuestError::Remote`] with `InvalidRequest` (a file above `max_bytes` or not a regular
+    /// file) or `Io`, after which the watch is over; [`GuestError::Protocol`] when the agent
+    /// closes the connection without a final event; [`GuestError::Io`].
+    pub async fn next_files(
+        &mut self,
+        deadline: Duration,
+    ) -> Result<Option<Vec<WatchedFile>>, GuestError> {
+        if self.ended {
+            return Ok(None);
+        }
+        let event = within(deadline, async { Ok(self.reader.next::<Event>().await) }).await?;
+        match event {
+            Ok(Some(Event::Files { files })) => Ok(Some(files)),
+            Ok(Some(Event::Error {
+                code: ErrorCode::Timeout,
+                ..
+            })) => {
+                self.ended = true;
+                Ok(None)
+            }
+            Ok(other) => {
+                self.ended = true;
+                Err(unexpected("Files", other))
+            }
+            Err(e) => {
+                self.ended = true;
+                Err(e)
+            }
+        }
+    }
+}
+
 struct Conn {
     reader: FrameReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
@@ -420,6 +530,9 @@ fn kind(event: &Event) -> &'static str {
         Event::Exit(_) => "Exit",
         Event::File { .. } => "File",
         Event::Done => "Done",
+        Event::Forwarding => "Forwarding",
+        Event::Watching { .. } => "Watching",
+        Event::Files { .. } => "Files",
         Event::Error { .. } => "Error",
     }
 }

@@ -6,8 +6,9 @@
 //!   spoken over any byte stream (a unix socket for runc sandboxes today, a virtio-serial port
 //!   for VMs later).
 //! - [`agent`] (and the `hangar-guest` binary that wires it): the small static process the
-//!   node's driver places in a sandbox. It runs commands and PTYs, moves files, reports
-//!   readiness, and acts as init when it is PID 1 ([`agent::init`]).
+//!   node's driver places in a sandbox. It runs commands and PTYs, moves files, forwards a
+//!   connection to a port on the guest's loopback, watches files (credential capture),
+//!   reports readiness, and acts as init when it is PID 1 ([`agent::init`]).
 //! - [`client`]: [`GuestClient`], what the node agent uses to talk to it, with a deadline on
 //!   every wait.
 //!
@@ -21,11 +22,13 @@ pub mod client;
 mod error;
 pub mod protocol;
 
-pub use client::{AgentInfo, ExecOutput, ExecStream, GuestClient, PtyReader, PtyWriter};
+pub use client::{
+    AgentInfo, ExecOutput, ExecStream, GuestClient, PtyReader, PtyWriter, WatchStream,
+};
 pub use error::GuestError;
 pub use protocol::{
     read_frame, write_frame, ErrorCode, Event, ExecRequest, ExitStatus, Input, PtyRequest,
-    PutFileRequest, Request,
+    PutFileRequest, Request, WatchRequest, WatchedFile,
 };
 
 /// The crate version, reported by the agent in [`Event::Ready`].

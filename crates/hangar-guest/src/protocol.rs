@@ -20,6 +20,10 @@
 //! {"type":"stdout","data":"aGkK"}            {"type":"exit","code":0,"signal":null,"timed_out":false}
 //! {"type":"file","data":"...","mode":420}     {"type":"done"}
 //! {"type":"error","code":"not_found","message":"..."}
+//! {"type":"forward","port":5900}             {"type":"forwarding"}
+//! {"type":"watch","paths":[".codex/auth.json"],"settle_ms":300,"timeout_ms":600000,"max_bytes":1048576}
+//! {"type":"watching","paths":["/root/.codex/auth.json"]}
+//! {"type":"files","files":[{"path":"/root/.codex/auth.json","mode":384,"data":"e30="}]}
 //! ```
 //!
 //! Byte payloads (`stdin`, `stdout`, `stderr`, file data) are standard base64 (RFC 4648 §4, with
@@ -32,21 +36,45 @@
 //! One operation per connection. The client connects, sends one [`Request`], may then send
 //! [`Input`] messages, and reads [`Event`]s until the agent closes the connection:
 //!
-//! | Request   | Events                                                                  |
-//! |-----------|-------------------------------------------------------------------------|
-//! | `Ping`    | `Ready`                                                                 |
-//! | `Exec`    | `Started`, any number of `Stdout`/`Stderr`, exactly one `Exit`          |
-//! | `Pty`     | `Started`, any number of `Stdout` (the terminal's output), one `Exit`   |
-//! | `PutFile` | `Done`                                                                  |
-//! | `GetFile` | `File`                                                                  |
+//! | Request   | Events                                                                     |
+//! |-----------|----------------------------------------------------------------------------|
+//! | `Ping`    | `Ready`                                                                    |
+//! | `Exec`    | `Started`, any number of `Stdout`/`Stderr`, exactly one `Exit`             |
+//! | `Pty`     | `Started`, any number of `Stdout` (the terminal's output), one `Exit`      |
+//! | `PutFile` | `Done`                                                                     |
+//! | `GetFile` | `File`                                                                     |
+//! | `Forward` | `Forwarding`, then the connection is a raw byte pipe (no more frames)      |
+//! | `Watch`   | `Watching`, any number of `Files`, then one `Error` (`Timeout` at the end) |
 //!
 //! Any request may instead be answered by a single `Error` (for example `NotFound` when `argv[0]`
 //! does not exist: the command did not run). Closing the connection while a command runs kills
-//! its process group (and its session). A future multiplexed transport for VMs (one
-//! virtio-serial port shared by many operations) will wrap these messages with a stream id;
-//! this version does not multiplex.
+//! its process group (and its session).
+//!
+//! **Forward** (`{"type":"forward","port":P}`): the agent connects to `127.0.0.1:P` inside the
+//! guest (falling back to `[::1]:P` when that is refused), within [`FORWARD_CONNECT_TIMEOUT`].
+//! Refused on both: `Error` `NotFound`; deadline passed: `Error` `Timeout`; `P = 0`:
+//! `InvalidRequest`. On success it sends `Forwarding`, and from the byte after that frame on,
+//! both directions carry the TCP stream's bytes verbatim. Bytes the client sent after its
+//! request frame are delivered to the TCP peer first. An end of stream in one direction is
+//! passed on as a half-close (`shutdown(SHUT_WR)`) of the other side; the pipe ends when both
+//! directions have ended or either fails, and has no deadline of its own (the caller owns its
+//! life).
+//!
+//! **Watch** ([`WatchRequest`]): the agent resolves the paths (relative ones against the agent
+//! user's home), answers `Watching` with the resolved absolute paths, watches them with inotify
+//! (on the nearest existing ancestor directory while a path is missing, re-armed as directories
+//! appear), and each time all of them exist and no relevant change was seen for `settle_ms`,
+//! sends `Files` with every file's contents and mode, in request order, unless they are
+//! byte-for-byte (and mode-for-mode) what the previous `Files` carried. It ends with `Error`
+//! `Timeout` after `timeout_ms`, `Error` `InvalidRequest` when a file is above `max_bytes`
+//! (or is not a regular file), or silently when the client closes the connection (which also
+//! releases the inotify instance). The client sends nothing after the request.
+//!
+//! A future multiplexed transport for VMs (one virtio-serial port shared by many operations)
+//! will wrap these messages with a stream id; this version does not multiplex.
 
 use std::io;
+use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::{Buf, BytesMut};
@@ -66,6 +94,22 @@ pub const MAX_FILE_BYTES: usize = 12 * 1024 * 1024 - 64 * 1024;
 /// Size of the frame header (the big-endian `u32` length), in bytes.
 const HEADER_BYTES: usize = 4;
 
+/// How long the agent tries to connect to the target of a `Forward` before answering
+/// `Error` `Timeout` (5 s).
+pub const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// [`WatchRequest::settle_ms`] when the field is absent: 300 ms.
+pub const DEFAULT_WATCH_SETTLE_MS: u64 = 300;
+
+/// [`WatchRequest::timeout_ms`] when the field is absent: 10 minutes.
+pub const DEFAULT_WATCH_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
+/// [`WatchRequest::max_bytes`] when the field is absent: 1 MiB.
+pub const DEFAULT_WATCH_MAX_BYTES: u64 = 1024 * 1024;
+
+/// Most paths one `Watch` may list.
+pub const MAX_WATCH_PATHS: usize = 64;
+
 /// One operation, the first message on a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -83,6 +127,80 @@ pub enum Request {
         /// Absolute path inside the guest.
         path: String,
     },
+    /// Connect to `127.0.0.1:port` in the guest and turn the connection into a raw byte pipe
+    /// to it after [`Event::Forwarding`] (see the module docs).
+    Forward {
+        /// TCP port on the guest's loopback (1-65535).
+        port: u16,
+    },
+    /// Watch files until they exist and settle, report their contents, and report again on
+    /// every settled change (see the module docs).
+    Watch(WatchRequest),
+}
+
+/// Files to watch for a `Watch` request (credential capture).
+///
+/// Wire shape: `{"type":"watch","paths":["/abs/or/relative"],"settle_ms":300,
+/// "timeout_ms":600000,"max_bytes":1048576}`; every field but `paths` may be left out (the
+/// defaults are those of [`WatchRequest::default`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchRequest {
+    /// Files to watch: absolute, or relative to the agent user's home directory (from
+    /// `/etc/passwd`, else `/`). 1 to [`MAX_WATCH_PATHS`] entries, none with a `..` component
+    /// or without a file name. Neither the files nor their parent directories need to exist.
+    pub paths: Vec<String>,
+    /// Quiet time, in milliseconds, after the last change to any of the files (or to the
+    /// directories leading to them) before they are read and reported.
+    #[serde(default = "default_settle_ms")]
+    pub settle_ms: u64,
+    /// How long the whole watch lasts, in milliseconds from the request; then the agent
+    /// answers `Error` `Timeout` and stops. Must be above 0.
+    #[serde(default = "default_watch_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Largest size of each file, in bytes (1 to [`MAX_FILE_BYTES`]); a larger file ends the
+    /// watch with `Error` `InvalidRequest`, as do files whose sizes add up to more than
+    /// [`MAX_FILE_BYTES`].
+    #[serde(default = "default_watch_max_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for WatchRequest {
+    /// No paths; [`DEFAULT_WATCH_SETTLE_MS`], [`DEFAULT_WATCH_TIMEOUT_MS`],
+    /// [`DEFAULT_WATCH_MAX_BYTES`].
+    fn default() -> Self {
+        Self {
+            paths: Vec::new(),
+            settle_ms: DEFAULT_WATCH_SETTLE_MS,
+            timeout_ms: DEFAULT_WATCH_TIMEOUT_MS,
+            max_bytes: DEFAULT_WATCH_MAX_BYTES,
+        }
+    }
+}
+
+fn default_settle_ms() -> u64 {
+    DEFAULT_WATCH_SETTLE_MS
+}
+
+fn default_watch_timeout_ms() -> u64 {
+    DEFAULT_WATCH_TIMEOUT_MS
+}
+
+fn default_watch_max_bytes() -> u64 {
+    DEFAULT_WATCH_MAX_BYTES
+}
+
+/// One file in an [`Event::Files`] report.
+///
+/// Wire shape: `{"path":"/root/.codex/auth.json","mode":384,"data":"<base64>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchedFile {
+    /// The resolved absolute path (as listed in [`Event::Watching`]).
+    pub path: String,
+    /// Permission bits (`0o7777` mask).
+    pub mode: u32,
+    /// Contents, at most [`WatchRequest::max_bytes`].
+    #[serde(with = "b64")]
+    pub data: Vec<u8>,
 }
 
 /// A command to run with stdin/stdout/stderr on pipes.
@@ -209,6 +327,19 @@ pub enum Event {
     },
     /// Answer to `PutFile`.
     Done,
+    /// Answer to `Forward`: the agent is connected to the port; every later byte on the
+    /// connection, both ways, belongs to the forwarded TCP stream.
+    Forwarding,
+    /// First answer to `Watch`: the request is valid and the watch is armed.
+    Watching {
+        /// The watched paths, resolved to absolute paths, in request order.
+        paths: Vec<String>,
+    },
+    /// A `Watch` report: all the files exist and have settled.
+    Files {
+        /// Every watched file, in request order.
+        files: Vec<WatchedFile>,
+    },
     /// The request failed; the last event on the connection.
     Error {
         /// What kind of failure.
@@ -254,6 +385,9 @@ pub enum ErrorCode {
     Io,
     /// The client broke the protocol (bad frame, unknown request type).
     Protocol,
+    /// A deadline set by the request passed (`Watch`'s `timeout_ms`, `Forward`'s connect
+    /// deadline). Only sent for those operations, so older clients never see it.
+    Timeout,
 }
 
 impl ErrorCode {
@@ -357,6 +491,13 @@ enum EventRef<'a> {
         mode: u32,
     },
     Done,
+    Forwarding,
+    Watching {
+        paths: &'a [String],
+    },
+    Files {
+        files: &'a [WatchedFile],
+    },
     Error {
         code: ErrorCode,
         message: &'a str,
@@ -388,6 +529,13 @@ enum EventOwned {
         mode: u32,
     },
     Done,
+    Forwarding,
+    Watching {
+        paths: Vec<String>,
+    },
+    Files {
+        files: Vec<WatchedFile>,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -404,6 +552,9 @@ impl Serialize for Event {
             Event::Exit(status) => EventRef::Exit(status),
             Event::File { data, mode } => EventRef::File { data, mode: *mode },
             Event::Done => EventRef::Done,
+            Event::Forwarding => EventRef::Forwarding,
+            Event::Watching { paths } => EventRef::Watching { paths },
+            Event::Files { files } => EventRef::Files { files },
             Event::Error { code, message } => EventRef::Error {
                 code: *code,
                 message,
@@ -423,6 +574,9 @@ impl<'de> Deserialize<'de> for Event {
             EventOwned::Exit(status) => Event::Exit(status),
             EventOwned::File { data, mode } => Event::File { data, mode },
             EventOwned::Done => Event::Done,
+            EventOwned::Forwarding => Event::Forwarding,
+            EventOwned::Watching { paths } => Event::Watching { paths },
+            EventOwned::Files { files } => Event::Files { files },
             EventOwned::Error { code, message } => Event::Error { code, message },
         })
     }
@@ -603,6 +757,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Gives back the byte stream and the bytes already read from it past the last frame
+    /// returned (for switching a connection from frames to raw bytes without losing any).
+    pub fn into_parts(self) -> (R, BytesMut) {
+        (self.inner, self.buf)
+    }
+
     /// The next frame decoded as `T`, or `Ok(None)` on a clean end of stream.
     ///
     /// Errors: as [`FrameReader::next_payload`], plus [`GuestError::Json`].
@@ -680,6 +840,13 @@ mod tests {
                 data: b"x".to_vec(),
             }),
             Request::GetFile { path: "/b".into() },
+            Request::Forward { port: 5900 },
+            Request::Watch(WatchRequest {
+                paths: vec![".codex/auth.json".into(), "/x".into()],
+                settle_ms: 1,
+                timeout_ms: 2,
+                max_bytes: 3,
+            }),
         ];
         for r in &requests {
             assert_eq!(&round_trip(r), r);
@@ -707,14 +874,98 @@ mod tests {
                 mode: 0o755,
             },
             Event::Done,
+            Event::Forwarding,
+            Event::Watching {
+                paths: vec!["/a".into()],
+            },
+            Event::Files {
+                files: vec![WatchedFile {
+                    path: "/a".into(),
+                    mode: 0o600,
+                    data: vec![0, 255],
+                }],
+            },
             Event::Error {
-                code: ErrorCode::Io,
+                code: ErrorCode::Timeout,
                 message: "m".into(),
             },
         ];
         for e in &events {
             assert_eq!(&round_trip(e), e);
         }
+    }
+
+    #[test]
+    fn forward_and_watch_wire_shapes() {
+        assert_eq!(
+            serde_json::to_value(Request::Forward { port: 5900 }).expect("json"),
+            json!({"type": "forward", "port": 5900})
+        );
+        assert_eq!(
+            serde_json::to_value(Event::Forwarding).expect("json"),
+            json!({"type": "forwarding"})
+        );
+        assert_eq!(
+            serde_json::to_value(Request::Watch(WatchRequest {
+                paths: vec![".codex/auth.json".into()],
+                settle_ms: 300,
+                timeout_ms: 60_000,
+                max_bytes: 4096,
+            }))
+            .expect("json"),
+            json!({"type": "watch", "paths": [".codex/auth.json"], "settle_ms": 300,
+                   "timeout_ms": 60_000, "max_bytes": 4096})
+        );
+        assert_eq!(
+            serde_json::to_value(Event::Watching {
+                paths: vec!["/root/a".into()]
+            })
+            .expect("json"),
+            json!({"type": "watching", "paths": ["/root/a"]})
+        );
+        assert_eq!(
+            serde_json::to_value(Event::Files {
+                files: vec![WatchedFile {
+                    path: "/root/a".into(),
+                    mode: 0o600,
+                    data: b"hi\n".to_vec(),
+                }]
+            })
+            .expect("json"),
+            json!({"type": "files", "files": [{"path": "/root/a", "mode": 384, "data": "aGkK"}]})
+        );
+        assert_eq!(
+            serde_json::to_value(ErrorCode::Timeout).expect("json"),
+            json!("timeout")
+        );
+        // Only `paths` is required.
+        let r: Request = serde_json::from_value(json!({"type": "watch", "paths": ["a"]}))
+            .expect("minimal watch");
+        assert_eq!(
+            r,
+            Request::Watch(WatchRequest {
+                paths: vec!["a".into()],
+                ..Default::default()
+            })
+        );
+        let port: Result<Request, _> =
+            serde_json::from_value(json!({"type": "forward", "port": 70000}));
+        assert!(port.is_err(), "ports are u16");
+    }
+
+    #[tokio::test]
+    async fn frame_reader_hands_back_what_it_read_ahead() {
+        let mut bytes = encode_frame(&Event::Forwarding).expect("encode");
+        bytes.extend_from_slice(b"RFB 003.008\n");
+        let mut reader = FrameReader::new(&bytes[..]);
+        assert_eq!(
+            reader.next::<Event>().await.expect("read"),
+            Some(Event::Forwarding)
+        );
+        let (rest, buffered) = reader.into_parts();
+        let mut all = buffered.to_vec();
+        all.extend_from_slice(rest);
+        assert_eq!(all, b"RFB 003.008\n");
     }
 
     #[test]

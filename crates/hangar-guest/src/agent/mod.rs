@@ -11,6 +11,10 @@
 //! close, for at most [`OUTPUT_GRACE`] (a background job that keeps them open loses later
 //! output), then sends `Exit`. A timeout, a client disconnect while the command runs, or the
 //! agent's own SIGTERM/SIGINT SIGKILLs the command's process group and session.
+//!
+//! `Forward` turns the connection into a byte pipe to a TCP port on the guest's loopback;
+//! `Watch` reports credential files as a CLI writes them (inotify, one instance per
+//! connection, released when the client goes away). See [`crate::protocol`].
 
 use std::future::Future;
 use std::io;
@@ -32,9 +36,11 @@ use crate::GuestError;
 mod env;
 mod exec;
 mod files;
+mod forward;
 pub mod init;
 mod procs;
 mod pty;
+mod watch;
 
 pub use env::{DEFAULT_PATH, DEFAULT_TERM};
 use procs::ProcessTable;
@@ -118,6 +124,15 @@ impl Agent {
                     Err((code, message)) => Event::Error { code, message },
                 };
                 let _ = write_frame(&mut wr, &event).await;
+            }
+            Request::Forward { port } => {
+                // Bytes the client sent after its request belong to the forwarded stream.
+                let (rd, leftover) = reader.into_parts();
+                forward::run(port, rd, leftover, &mut wr).await;
+            }
+            Request::Watch(req) => {
+                let inputs = InputReader::spawn(reader);
+                watch::run(req, inputs, &mut wr).await;
             }
         }
         let _ = wr.shutdown().await;
