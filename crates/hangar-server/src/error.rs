@@ -153,6 +153,7 @@ impl From<SandboxError> for ApiError {
                 e.to_string(),
             ),
             WrongState { .. } => Self::new(StatusCode::CONFLICT, "wrong_state", e.to_string()),
+            PortClosed { .. } => Self::new(StatusCode::BAD_GATEWAY, "port_closed", e.to_string()),
             CommandNotFound { .. } => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "command_not_found",

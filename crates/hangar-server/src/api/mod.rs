@@ -10,6 +10,7 @@ pub mod auth;
 pub mod dto;
 pub mod health;
 pub mod json;
+pub mod ports;
 pub mod pty;
 pub mod sandboxes;
 
@@ -74,6 +75,7 @@ pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sandboxes::stop))
         .routes(routes!(sandboxes::start))
         .routes(routes!(pty::pty))
+        .routes(routes!(ports::port_ws))
         .routes(routes!(sandboxes::list_images))
         .routes(routes!(accounts::me))
         .routes(routes!(accounts::list_users, accounts::create_user))

@@ -39,6 +39,12 @@ pub enum SandboxError {
         /// argv\[0\].
         command: String,
     },
+    /// Nothing listens on that port inside the sandbox.
+    #[error("nothing listens on port {port} in the sandbox")]
+    PortClosed {
+        /// The port.
+        port: u16,
+    },
     /// The sandbox's guest agent did not answer; it may have just died.
     #[error("sandbox is not reachable")]
     Unreachable(#[source] hangar_guest::GuestError),

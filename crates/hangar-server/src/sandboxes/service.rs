@@ -294,6 +294,33 @@ impl SandboxService {
         }
     }
 
+    /// Opens a raw byte stream to TCP `port` on the sandbox's loopback (through the guest
+    /// agent; the sandbox has no network the host could reach). Errors:
+    /// [`SandboxError::WrongState`] unless running, [`SandboxError::PortClosed`] when nothing
+    /// listens there.
+    pub async fn forward(
+        &self,
+        principal: &Principal,
+        id: SandboxId,
+        port: u16,
+    ) -> Result<tokio::net::UnixStream, SandboxError> {
+        let sandbox = self.get_running(principal, id, "forward a port of").await?;
+        if port == 0 {
+            return Err(SandboxError::Invalid {
+                field: "port",
+                reason: "must be between 1 and 65535".into(),
+            });
+        }
+        match self.node.guest(id).forward(port).await {
+            Ok(stream) => Ok(stream),
+            Err(GuestError::Remote {
+                code: ErrorCode::NotFound,
+                ..
+            }) => Err(SandboxError::PortClosed { port }),
+            Err(e) => Err(self.guest_error(&sandbox, String::new(), e).await),
+        }
+    }
+
     async fn guest_error(&self, sandbox: &Sandbox, argv0: String, e: GuestError) -> SandboxError {
         match e {
             GuestError::Remote {
