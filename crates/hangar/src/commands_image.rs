@@ -13,24 +13,61 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::cli::DataOpts;
 use crate::config::{default_data_dir, FileConfig};
 
-/// The built-in recipes: (name, [(file name, contents)]).
-const BUILTIN: &[(&str, &[(&str, &str)])] = &[(
-    "default",
-    &[
-        (
-            "recipe.toml",
-            include_str!("../../../images/default/recipe.toml"),
-        ),
-        (
-            "package.json",
-            include_str!("../../../images/default/package.json"),
-        ),
-        (
-            "package-lock.json",
-            include_str!("../../../images/default/package-lock.json"),
-        ),
-    ],
-)];
+/// The built-in recipes: (name, [(file name, contents)]). `browser` builds on `default`,
+/// which must be in the same store first.
+const BUILTIN: &[(&str, &[(&str, &str)])] = &[
+    (
+        "browser",
+        &[
+            (
+                "recipe.toml",
+                include_str!("../../../images/browser/recipe.toml"),
+            ),
+            (
+                "install-packages.sh",
+                include_str!("../../../images/browser/install-packages.sh"),
+            ),
+            (
+                "install-files.sh",
+                include_str!("../../../images/browser/install-files.sh"),
+            ),
+            (
+                "hangar-browser-session",
+                include_str!("../../../images/browser/hangar-browser-session"),
+            ),
+            (
+                "hangar-browser",
+                include_str!("../../../images/browser/hangar-browser"),
+            ),
+            ("xdg-open", include_str!("../../../images/browser/xdg-open")),
+            (
+                "hangar-browser.desktop",
+                include_str!("../../../images/browser/hangar-browser.desktop"),
+            ),
+            (
+                "mimeapps.list",
+                include_str!("../../../images/browser/mimeapps.list"),
+            ),
+        ],
+    ),
+    (
+        "default",
+        &[
+            (
+                "recipe.toml",
+                include_str!("../../../images/default/recipe.toml"),
+            ),
+            (
+                "package.json",
+                include_str!("../../../images/default/package.json"),
+            ),
+            (
+                "package-lock.json",
+                include_str!("../../../images/default/package-lock.json"),
+            ),
+        ],
+    ),
+];
 
 /// Draws build progress: one bar over the steps, the current step's last output line. When
 /// stderr is not a terminal (CI logs), prints one plain line per step instead.
