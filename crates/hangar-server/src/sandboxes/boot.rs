@@ -12,6 +12,17 @@ use tokio::sync::mpsc;
 
 use super::SandboxService;
 
+/// How long the ready hook (credential delivery) may take before the boot goes on without it.
+pub const READY_HOOK_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Work to do in a freshly booted sandbox after its guest agent answered and before it is
+/// marked `running` (the connect service delivers the owner's credentials here).
+#[async_trait::async_trait]
+pub trait ReadyHook: Send + Sync + std::fmt::Debug {
+    /// Called once per boot; errors are the hook's to log. Bounded by [`READY_HOOK_DEADLINE`].
+    async fn on_agent_ready(&self, sandbox: hangar_core::SandboxId);
+}
+
 impl SandboxService {
     /// Starts the boot of `spec` in the background; `from` is `creating` or `starting`.
     pub(super) fn spawn_boot(
@@ -50,6 +61,16 @@ impl SandboxService {
         let outcome = tokio::time::timeout(readiness, async { tokio::join!(boot, record).0 }).await;
         match outcome {
             Ok(Ok(())) => {
+                // Credentials and other per-user files go in before anyone can use the sandbox;
+                // the hook has its own deadline and never fails the boot.
+                if let Some(hook) = self.ready_hook() {
+                    if tokio::time::timeout(READY_HOOK_DEADLINE, hook.on_agent_ready(id))
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!(sandbox = %id, "ready hook missed its deadline");
+                    }
+                }
                 if let Err(e) = self
                     .transition(id, from, SandboxState::Running, StateChange::default())
                     .await

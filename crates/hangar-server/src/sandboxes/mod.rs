@@ -11,6 +11,7 @@ mod error;
 mod reconcile;
 mod service;
 
+pub use boot::{ReadyHook, READY_HOOK_DEADLINE};
 pub use error::SandboxError;
 pub use reconcile::ReconcileReport;
 pub use service::{CreateSandbox, ExecInput, SandboxConfig, SandboxService};

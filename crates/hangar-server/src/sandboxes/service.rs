@@ -90,6 +90,8 @@ pub struct SandboxService {
     pub(super) config: SandboxConfig,
     /// The background task (boot, stop, destroy) working on each sandbox, if any.
     tasks: Mutex<HashMap<SandboxId, JoinHandle<()>>>,
+    /// Called after each successful boot, before `running` (set once at wiring).
+    ready_hook: std::sync::OnceLock<Arc<dyn super::ReadyHook>>,
 }
 
 impl SandboxService {
@@ -106,7 +108,17 @@ impl SandboxService {
             clock,
             config,
             tasks: Mutex::new(HashMap::new()),
+            ready_hook: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Installs the hook run after every successful boot (once; later calls are ignored).
+    pub fn set_ready_hook(&self, hook: Arc<dyn super::ReadyHook>) {
+        let _ = self.ready_hook.set(hook);
+    }
+
+    pub(super) fn ready_hook(&self) -> Option<&Arc<dyn super::ReadyHook>> {
+        self.ready_hook.get()
     }
 
     /// The node sandboxes run on.
