@@ -73,6 +73,10 @@ typed_id!(
     /// Identifies one personal access token record (never the secret itself).
     TokenId
 );
+typed_id!(
+    /// Identifies one connect session (one attempt to connect a provider account).
+    ConnectSessionId
+);
 
 #[cfg(test)]
 mod tests {

@@ -7,11 +7,16 @@
 //! timestamps and fresh ids are passed in by the edge crates (`hangar-server`, `hangar-agent`).
 //! That keeps every rule here testable with plain values.
 
+pub mod connect;
 pub mod ids;
 pub mod sandbox;
 pub mod time;
 
-pub use ids::{NodeId, SandboxId, TokenId, UserId};
+pub use connect::{
+    ConnectFlow, ConnectPrompt, ConnectSession, ConnectState, CredentialStatus,
+    InvalidConnectTransition, InvalidProviderId, ProviderId,
+};
+pub use ids::{ConnectSessionId, NodeId, SandboxId, TokenId, UserId};
 pub use sandbox::{
     BootEvent, BootStage, DriverKind, Failure, FailureKind, InvalidTransition, Limits, LimitsError,
     RetentionPolicy, Sandbox, SandboxState,

@@ -5,7 +5,7 @@
 
 use std::str::FromStr;
 
-use hangar_core::{BootEvent, BootStage, Failure, FailureKind, Timestamp};
+use hangar_core::{BootEvent, BootStage, ConnectPrompt, Failure, FailureKind, Timestamp};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -170,6 +170,46 @@ pub(crate) fn decode_failure(text: Option<&str>) -> Result<Option<Failure>, Stor
     }))
 }
 
+/// `connect_sessions.prompt`, tagged by `kind`:
+/// `{"kind":"verification_uri","uri":"...","user_code":"..."}`,
+/// `{"kind":"authorize_url","url":"..."}`, or `{"kind":"viewer"}`.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum StoredPrompt {
+    VerificationUri { uri: String, user_code: String },
+    AuthorizeUrl { url: String },
+    Viewer,
+}
+
+pub(crate) fn encode_prompt(prompt: Option<&ConnectPrompt>) -> Result<Option<String>, StoreError> {
+    let Some(prompt) = prompt else {
+        return Ok(None);
+    };
+    let stored = match prompt.clone() {
+        ConnectPrompt::VerificationUri { uri, user_code } => {
+            StoredPrompt::VerificationUri { uri, user_code }
+        }
+        ConnectPrompt::AuthorizeUrl { url } => StoredPrompt::AuthorizeUrl { url },
+        ConnectPrompt::Viewer => StoredPrompt::Viewer,
+    };
+    serde_json::to_string(&stored)
+        .map(Some)
+        .map_err(|err| StoreError::corrupt("connect_sessions.prompt", err))
+}
+
+pub(crate) fn decode_prompt(text: Option<&str>) -> Result<Option<ConnectPrompt>, StoreError> {
+    let Some(text) = text else { return Ok(None) };
+    let stored: StoredPrompt = serde_json::from_str(text)
+        .map_err(|err| StoreError::corrupt("connect_sessions.prompt", err))?;
+    Ok(Some(match stored {
+        StoredPrompt::VerificationUri { uri, user_code } => {
+            ConnectPrompt::VerificationUri { uri, user_code }
+        }
+        StoredPrompt::AuthorizeUrl { url } => ConnectPrompt::AuthorizeUrl { url },
+        StoredPrompt::Viewer => ConnectPrompt::Viewer,
+    }))
+}
+
 /// `nodes.drivers`: `["runc","qemu"]`.
 pub(crate) fn encode_strings(what: &'static str, items: &[String]) -> Result<String, StoreError> {
     serde_json::to_string(items).map_err(|err| StoreError::corrupt(what, err))
@@ -225,6 +265,37 @@ mod tests {
             assert_eq!(decode_failure(text.as_deref()).expect("decode"), Some(f));
         }
         assert_eq!(decode_failure(None).expect("none"), None);
+    }
+
+    #[test]
+    fn prompts_round_trip_in_store_shape() {
+        let prompts = [
+            ConnectPrompt::VerificationUri {
+                uri: "https://example.test/device".into(),
+                user_code: "ABCD-EFGH".into(),
+            },
+            ConnectPrompt::AuthorizeUrl {
+                url: "https://example.test/authorize?a=1&b=\"2\"".into(),
+            },
+            ConnectPrompt::Viewer,
+        ];
+        for prompt in prompts {
+            let text = encode_prompt(Some(&prompt)).expect("encode");
+            assert_eq!(
+                decode_prompt(text.as_deref()).expect("decode"),
+                Some(prompt)
+            );
+        }
+        assert_eq!(
+            encode_prompt(Some(&ConnectPrompt::Viewer)).expect("encode"),
+            Some(r#"{"kind":"viewer"}"#.to_owned())
+        );
+        assert_eq!(encode_prompt(None).expect("none"), None);
+        assert_eq!(decode_prompt(None).expect("none"), None);
+        assert!(matches!(
+            decode_prompt(Some(r#"{"kind":"telepathy"}"#)),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The one error type of the store.
 
-use hangar_core::{InvalidTransition, SandboxId, SandboxState};
+use hangar_core::{
+    ConnectSessionId, ConnectState, InvalidConnectTransition, InvalidTransition, ProviderId,
+    SandboxId, SandboxState,
+};
 
 /// Why a store operation failed.
 ///
@@ -27,6 +30,50 @@ pub enum StoreError {
     /// The lifecycle does not allow the asked-for change (checked before touching the database).
     #[error(transparent)]
     InvalidTransition(#[from] InvalidTransition),
+
+    /// A compare-and-set on a connect session lost: it was no longer in `expected` when the
+    /// write landed (e.g. the expiry sweeper moved it first). The connect-session twin of
+    /// [`StoreError::Conflict`], kept apart so each carries its own typed id and states.
+    #[error("connect session {id} is no longer {expected}")]
+    ConnectConflict {
+        /// The session written.
+        id: ConnectSessionId,
+        /// The state the caller expected it to be in.
+        expected: ConnectState,
+        /// The state found when the write was refused (`None` only if the record could not
+        /// be re-read).
+        actual: Option<ConnectState>,
+    },
+
+    /// The connect lifecycle does not allow the asked-for change (checked with
+    /// [`ConnectState::transition`] before touching the database). Every change out of
+    /// `completed` ends here: a completed session is final.
+    #[error(transparent)]
+    InvalidConnectTransition(#[from] InvalidConnectTransition),
+
+    /// A compare-and-set on a credential's `record_version` lost: the stored record is not at
+    /// the version the caller sealed against (`expected: None` means "no credential yet", and
+    /// `actual: None` that there is none now).
+    #[error("credential for {provider} is not at the expected record version")]
+    CredentialConflict {
+        /// The provider of the credential written (the owner is the caller's).
+        provider: ProviderId,
+        /// The record version the caller expected (`None`: no row).
+        expected: Option<u64>,
+        /// The record version found when the write was refused (`None`: no row).
+        actual: Option<u64>,
+    },
+
+    /// A new credential record version does not follow the previous one as the operation
+    /// requires (a fresh record starts at 1 or more; a reseal is previous + 1; a rewrap keeps
+    /// it). Checked before touching the database.
+    #[error("record version {given} cannot follow {previous:?}")]
+    InvalidRecordVersion {
+        /// The record version the write was compared against (`None`: no row).
+        previous: Option<u64>,
+        /// The record version given.
+        given: u64,
+    },
 
     /// A unique constraint refused the write (a user name already taken, an id reused).
     #[error("{what} already exists")]

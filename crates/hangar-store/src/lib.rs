@@ -3,7 +3,9 @@
 //!
 //! Owns: the schema (`migrations/sqlite`, `migrations/postgres`, kept in step), the mapping
 //! between rows and the domain types of `hangar-core`, and the compare-and-set writes that make
-//! lifecycle changes race-free ([`SandboxRepo::transition`]).
+//! lifecycle changes race-free ([`SandboxRepo::transition`], [`ConnectSessionRepo::transition`],
+//! [`CredentialRepo::replace_sealed`]), and the one multi-table transaction,
+//! [`Store::complete_connect`].
 //!
 //! One set of queries serves both databases through sqlx's `Any` driver: `$1` placeholders,
 //! portable SQL, ids as hyphenated UUID text, times as BIGINT unix milliseconds, booleans as
@@ -12,12 +14,15 @@
 //! **Architecture Invariant:** no business rules beyond compare-and-set: which transitions are
 //! legal is asked of `hangar-core`, who may see what is decided by the caller (the store only
 //! offers owner-scoped reads). No I/O other than the database, no clock (every `now` is passed
-//! in), and no secrets: token secrets arrive already hashed, and errors and logs never carry
-//! stored values or database URLs.
+//! in), and no secrets: token secrets arrive already hashed, credentials already sealed (and
+//! are never printed, not even by `Debug`), and errors and logs never carry stored values or
+//! database URLs.
 
 #![warn(missing_docs)]
 
 mod codec;
+mod connect;
+mod credentials;
 mod error;
 mod nodes;
 mod sandboxes;
@@ -29,9 +34,12 @@ pub mod testing;
 
 use std::time::Duration;
 
+use hangar_core::{ConnectSession, ConnectSessionId, ConnectState, Timestamp};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor};
 
+pub use connect::{ConnectChange, ConnectSessionRepo};
+pub use credentials::{CredentialRecord, CredentialRepo, NewCredential, NewSeal, StatusCheck};
 pub use error::StoreError;
 pub use nodes::{NodeRecord, NodeRepo};
 pub use sandboxes::{SandboxRepo, StateChange};
@@ -217,6 +225,65 @@ impl Store {
         NodeRepo::new(&self.pool)
     }
 
+    /// Connect sessions and their compare-and-set lifecycle changes.
+    pub fn connect_sessions(&self) -> ConnectSessionRepo<'_> {
+        ConnectSessionRepo::new(&self.pool)
+    }
+
+    /// Sealed credentials (opaque bytes; the store never opens them).
+    pub fn credentials(&self) -> CredentialRepo<'_> {
+        CredentialRepo::new(&self.pool)
+    }
+
+    /// Stores the credential a connect session captured and marks that session `completed`,
+    /// in **one database transaction**: either both are written or neither is (the rule
+    /// "storing a credential and marking its connect session completed are one store
+    /// transaction"). Returns the session and the credential as committed.
+    ///
+    /// Inside the transaction:
+    /// 1. the session moves `from -> completed` as a compare-and-set on its state (it must
+    ///    also belong to `credential.owner` and be for `credential.provider`), setting
+    ///    `completed_at = updated_at = now`;
+    /// 2. the credential is inserted when `expected_previous_version` is `None` (no credential
+    ///    yet), or else replaces the stored one as a compare-and-set on
+    ///    `record_version = expected_previous_version`. A replacement gets a fresh
+    ///    `connected_at = now` and clears the old refresh time and status check.
+    ///
+    /// If either step is refused the transaction is rolled back, so there is never a stored
+    /// credential whose session still says pending or failed, nor a completed session without
+    /// its credential.
+    ///
+    /// Errors (nothing is written in every case):
+    /// - [`StoreError::InvalidConnectTransition`] if `from -> completed` is not legal (only
+    ///   `capturing` may complete), checked before touching the database;
+    /// - [`StoreError::InvalidRecordVersion`] if `credential.record_version` is 0, or is not
+    ///   `expected_previous_version + 1` when replacing;
+    /// - [`StoreError::NotFound`] if there is no such session, or it is another owner's or for
+    ///   another provider;
+    /// - [`StoreError::ConnectConflict`] with the state found if the session is no longer in
+    ///   `from` (expired, cancelled, or already completed by a concurrent call);
+    /// - [`StoreError::CredentialConflict`] with the version found if the stored credential is
+    ///   not at `expected_previous_version` (including a row that appeared when `None` was
+    ///   expected, or vanished when one was).
+    pub async fn complete_connect(
+        &self,
+        session_id: ConnectSessionId,
+        from: ConnectState,
+        credential: NewCredential,
+        expected_previous_version: Option<u64>,
+        now: Timestamp,
+    ) -> Result<(ConnectSession, CredentialRecord), StoreError> {
+        credentials::complete_connect(
+            &self.pool,
+            session_id,
+            from,
+            credential,
+            expected_previous_version,
+            now,
+        )
+        .await
+    }
+
     /// One round trip to the database (for `/readyz`), bounded by the acquire timeout (and, on
     /// PostgreSQL, the statement timeout). Errors: [`StoreError::Database`].
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -328,8 +395,9 @@ mod tests {
     }
 
     /// The two migration directories describe the same schema: same files, and the same text
-    /// once comments and the dialects' type spellings are set aside. A migration that must
-    /// differ on purpose goes in `ALLOWED_TO_DIFFER` with a reason.
+    /// once comments and the dialects' type spellings (`INTEGER`/`BIGINT`, `BLOB`/`BYTEA`,
+    /// `STRICT`) are set aside. A migration that must differ on purpose goes in
+    /// `ALLOWED_TO_DIFFER` with a reason.
     #[test]
     fn migrations_are_kept_in_step() {
         const ALLOWED_TO_DIFFER: &[&str] = &[];
@@ -348,6 +416,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(" ")
                 .replace("INTEGER", "BIGINT")
+                .replace("BYTEA", "BLOB")
                 .replace(") STRICT;", ");")
                 .split_whitespace()
                 .collect::<Vec<_>>()
