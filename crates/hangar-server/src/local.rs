@@ -7,6 +7,7 @@
 //! DATA/hangar.db        SQLite store (unless a store URL is given)
 //! DATA/admin-token      the bootstrap admin's token, mode 0600, written once
 //! DATA/node-id          this node's id
+//! DATA/vault-keys       the vault's key ring, mode 0600 (unless HANGAR_VAULT_KEYS is set)
 //! DATA/bin/hangar-guest the guest agent bind-mounted into sandboxes
 //! DATA/images/          image store
 //! DATA/sandboxes/       per-sandbox directories (runc bundles)
@@ -28,6 +29,7 @@ use hangar_store::{NodeRecord, Store};
 use crate::accounts::{AccountError, Accounts};
 use crate::api::AppState;
 use crate::clock::{Clock, SystemClock};
+use crate::credentials::{CredentialVault, CredentialVaultError};
 use crate::sandboxes::{SandboxConfig, SandboxService};
 
 /// What to assemble.
@@ -71,6 +73,9 @@ pub enum LocalError {
     /// The image store.
     #[error("images")]
     Image(#[from] hangar_runtime::image::ImageError),
+    /// The vault's key ring.
+    #[error("vault")]
+    Vault(#[from] CredentialVaultError),
 }
 
 /// An assembled single-machine control plane.
@@ -82,6 +87,8 @@ pub struct LocalPlane {
     pub admin_token_path: PathBuf,
     /// True when this start created the admin and wrote the token file.
     pub bootstrapped: bool,
+    /// The vault credentials are sealed with.
+    pub vault: Arc<CredentialVault>,
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LocalError {
@@ -99,7 +106,7 @@ impl LocalPlane {
         let url = config
             .store_url
             .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", data.join("hangar.db").display()));
+            .unwrap_or_else(|| Store::sqlite_url(&data.join("hangar.db")));
         let store = Store::connect(&url).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let accounts = Accounts::new(store.clone(), Arc::clone(&clock));
@@ -111,6 +118,7 @@ impl LocalPlane {
             bootstrapped = true;
         }
 
+        let vault = Arc::new(CredentialVault::open(data)?);
         let guest = install_guest_agent(&config.guest_agent, &data.join("bin"))?;
         let images = ImageStore::open(
             config
@@ -143,6 +151,7 @@ impl LocalPlane {
             },
             admin_token_path,
             bootstrapped,
+            vault,
         })
     }
 }

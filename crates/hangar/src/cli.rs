@@ -72,6 +72,9 @@ pub enum Command {
     /// Manage users (admin).
     #[command(subcommand)]
     User(UserCommand),
+    /// The credential vault (on the control plane's machine).
+    #[command(subcommand)]
+    Vault(VaultCommand),
     /// Measure create-to-ready and exec latency against the raw runc floor.
     Bench(BenchArgs),
     /// Print shell completions.
@@ -283,6 +286,17 @@ pub enum UserCommand {
         /// Client options.
         #[command(flatten)]
         client: ClientOpts,
+    },
+}
+
+/// `hangar vault ...`.
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Add a key version and re-wrap every stored credential's data key under it.
+    Rotate {
+        /// Data and config.
+        #[command(flatten)]
+        data: DataOpts,
     },
 }
 

@@ -13,7 +13,9 @@ use hangar_server::api::dto::{
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Method;
 
-use crate::cli::{ImageCommand, OutputFormat, SandboxCommand, TokenCommand, UserCommand};
+use crate::cli::{
+    ImageCommand, OutputFormat, SandboxCommand, TokenCommand, UserCommand, VaultCommand,
+};
 use crate::client::ApiClient;
 use crate::output::emit;
 
@@ -420,4 +422,36 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `hangar vault ...`: works on the data directory directly (the key file and the store).
+pub async fn vault(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        VaultCommand::Rotate { data } => {
+            let file = crate::config::FileConfig::load(data.config.as_deref())?;
+            let data_dir = data
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(crate::config::default_data_dir);
+            let url = file
+                .store_url
+                .unwrap_or_else(|| hangar_store::Store::sqlite_url(&data_dir.join("hangar.db")));
+            let store = hangar_store::Store::connect(&url)
+                .await
+                .context("opening the store")?;
+            let key_file = data_dir.join(hangar_server::credentials::VAULT_KEY_FILE);
+            let report = hangar_server::credentials::rotate(
+                &store,
+                &key_file,
+                &hangar_server::clock::SystemClock,
+            )
+            .await
+            .with_context(|| format!("rotating the key ring in {}", key_file.display()))?;
+            println!(
+                "key version {} is current; {} credential(s) re-wrapped",
+                report.new_version, report.rewrapped
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

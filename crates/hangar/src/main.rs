@@ -49,6 +49,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Image(cmd) => commands::image(cmd).await,
         Command::Token(cmd) => commands::token(cmd).await,
         Command::User(cmd) => commands::user(cmd).await,
+        Command::Vault(cmd) => commands::vault(cmd).await,
         Command::Bench(args) => bench::run(args)
             .await
             .map(|()| std::process::ExitCode::SUCCESS),
