@@ -18,7 +18,7 @@ pub mod credential;
 mod registry;
 mod spec;
 
-pub use registry::{load_dir, load_str, ProviderError, ProviderRegistry};
+pub use registry::{builtin, load_dir, load_str, ProviderError, ProviderRegistry, BUILTIN};
 pub use spec::{
     CredentialFileSpec, ExpiryFormat, ExpirySpec, ExtraFileSpec, FileFormat, FlowInput, FlowSpec,
     Flows, GrantFormat, IdTokenSpec, Pattern, ProviderSpec, RefreshSpec, StatusSpec,

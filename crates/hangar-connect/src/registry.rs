@@ -88,6 +88,39 @@ impl ProviderRegistry {
     }
 }
 
+/// The providers shipped with hangar (`providers/*.toml` in the repository, compiled in).
+/// A deployment adds or overrides providers with a providers directory (see [`load_dir`]).
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "claude_code.toml",
+        include_str!("../../../providers/claude_code.toml"),
+    ),
+    ("codex.toml", include_str!("../../../providers/codex.toml")),
+    (
+        "gemini_cli.toml",
+        include_str!("../../../providers/gemini_cli.toml"),
+    ),
+];
+
+/// Parses and validates the [`BUILTIN`] providers.
+pub fn builtin() -> Result<ProviderRegistry, ProviderError> {
+    let mut providers = BTreeMap::new();
+    for (name, text) in BUILTIN {
+        let path = Path::new(name);
+        let spec = load_str(path, text)?;
+        providers.insert(spec.id.clone(), spec);
+    }
+    Ok(ProviderRegistry { providers })
+}
+
+impl ProviderRegistry {
+    /// This registry with every provider of `other` added, replacing same-id ones.
+    pub fn merged(mut self, other: ProviderRegistry) -> ProviderRegistry {
+        self.providers.extend(other.providers);
+        self
+    }
+}
+
 /// Reads and validates every `*.toml` file in `dir` (not recursive; other files are ignored).
 /// Each file's name must be its provider id. An empty directory gives an empty registry.
 pub fn load_dir(dir: &Path) -> Result<ProviderRegistry, ProviderError> {

@@ -11,6 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::accounts::AccountError;
+use crate::connect::ConnectError;
 use crate::sandboxes::SandboxError;
 
 /// The problem document (RFC 9457 section 3).
@@ -199,6 +200,23 @@ impl From<AccountError> for ApiError {
                 e.to_string(),
             ),
             AccountError::Store(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<ConnectError> for ApiError {
+    fn from(e: ConnectError) -> Self {
+        use ConnectError::*;
+        match &e {
+            NotFound => Self::not_found(e.to_string()),
+            NoCredential { .. } => Self::not_found(e.to_string()),
+            UnknownProvider { .. } | UnsupportedFlow { .. } | Invalid { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                e.to_string(),
+            ),
+            WrongState { .. } => Self::new(StatusCode::CONFLICT, "wrong_state", e.to_string()),
+            Store(_) | Vault(_) => Self::internal(&e),
         }
     }
 }

@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod api;
 pub mod clock;
+pub mod connect;
 pub mod credentials;
 pub mod error;
 pub mod local;

@@ -29,6 +29,7 @@ use hangar_store::{NodeRecord, Store};
 use crate::accounts::{AccountError, Accounts};
 use crate::api::AppState;
 use crate::clock::{Clock, SystemClock};
+use crate::connect::{ConnectConfig, ConnectService};
 use crate::credentials::{CredentialVault, CredentialVaultError};
 use crate::sandboxes::{SandboxConfig, SandboxService};
 
@@ -45,6 +46,10 @@ pub struct LocalConfig {
     pub images_dir: Option<PathBuf>,
     /// Sandbox service settings.
     pub sandbox: SandboxConfig,
+    /// Connect service settings.
+    pub connect: ConnectConfig,
+    /// Extra provider files (`*.toml`), added to the built-in ones (same id replaces).
+    pub providers_dir: Option<PathBuf>,
 }
 
 /// Errors while assembling.
@@ -76,6 +81,9 @@ pub enum LocalError {
     /// The vault's key ring.
     #[error("vault")]
     Vault(#[from] CredentialVaultError),
+    /// A provider file.
+    #[error("providers")]
+    Providers(#[from] hangar_connect::ProviderError),
 }
 
 /// An assembled single-machine control plane.
@@ -142,11 +150,26 @@ impl LocalPlane {
             })
             .await?;
         let node = Arc::new(Node::new(node_id, node_name, driver, images));
-        let sandboxes = SandboxService::new(store.clone(), node, clock, config.sandbox);
+        let sandboxes =
+            SandboxService::new(store.clone(), node, Arc::clone(&clock), config.sandbox);
+        let mut providers = hangar_connect::builtin()?;
+        if let Some(dir) = &config.providers_dir {
+            providers = providers.merged(hangar_connect::load_dir(dir)?);
+        }
+        let connect = ConnectService::new(
+            store.clone(),
+            Arc::clone(&sandboxes),
+            Arc::clone(&vault),
+            Arc::new(providers),
+            clock,
+            config.connect,
+        );
+        sandboxes.set_ready_hook(connect.ready_hook());
         Ok(Self {
             state: AppState {
                 sandboxes,
                 accounts,
+                connect,
                 store,
             },
             admin_token_path,

@@ -96,6 +96,19 @@ pub fn default_image_store() -> PathBuf {
     }
 }
 
+/// Everything a [`TestPlane`] can be started with.
+#[derive(Debug, Clone, Default)]
+pub struct TestConfig {
+    /// Sandbox service settings.
+    pub sandbox: SandboxConfig,
+    /// Connect service settings.
+    pub connect: hangar_server::connect::ConnectConfig,
+    /// A shared image store (read only); a fresh one with the test images when `None`.
+    pub images_dir: Option<PathBuf>,
+    /// Extra provider files.
+    pub providers_dir: Option<PathBuf>,
+}
+
 /// A running control plane with its API on loopback.
 pub struct TestPlane {
     /// The assembled plane (service, accounts, store).
@@ -169,6 +182,22 @@ impl TestPlane {
         sandbox: SandboxConfig,
         images_dir: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
+        Self::start_config(TestConfig {
+            sandbox,
+            images_dir,
+            ..TestConfig::default()
+        })
+        .await
+    }
+
+    /// Starts a plane with every setting given.
+    pub async fn start_config(config: TestConfig) -> anyhow::Result<Self> {
+        let TestConfig {
+            sandbox,
+            connect,
+            images_dir,
+            providers_dir,
+        } = config;
         require_root_and_runc();
         let data = tempfile::Builder::new().prefix("hangar-test").tempdir()?;
         let shared = images_dir.is_some();
@@ -193,6 +222,8 @@ impl TestPlane {
             guest_agent: guest_agent(),
             images_dir: Some(images_dir),
             sandbox,
+            connect,
+            providers_dir,
         })
         .await?;
         let admin_token = std::fs::read_to_string(&plane.admin_token_path)?

@@ -50,6 +50,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         guest_agent: guest.clone(),
         images_dir: None,
         sandbox: SandboxConfig::default(),
+        connect: Default::default(),
+        providers_dir: None,
     })
     .await?;
     let token = std::fs::read_to_string(&plane.admin_token_path)?;

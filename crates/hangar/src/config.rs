@@ -26,6 +26,8 @@ pub struct FileConfig {
     pub store_url: Option<String>,
     /// Image store directory (default `DATA/images`).
     pub images_dir: Option<PathBuf>,
+    /// Extra provider files (`*.toml`) added to the built-in providers.
+    pub providers_dir: Option<PathBuf>,
 }
 
 impl FileConfig {

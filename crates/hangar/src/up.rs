@@ -54,6 +54,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         guest_agent,
         images_dir: file.images_dir,
         sandbox,
+        connect: Default::default(),
+        providers_dir: file.providers_dir,
     })
     .await
     .with_context(|| format!("opening the data directory {}", data_dir.display()))?;

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use hangar_core::{
-    BootEvent, DriverKind, Failure, Limits, NodeId, RetentionPolicy, Sandbox, SandboxId,
+    BootEvent, ConnectFlow, ConnectPrompt, ConnectSession, ConnectSessionId, ConnectState,
+    DriverKind, Failure, Limits, NodeId, ProviderId, RetentionPolicy, Sandbox, SandboxId,
     SandboxState, Timestamp, TokenId, UserId,
 };
 use serde::{Deserialize, Serialize};
@@ -326,4 +327,90 @@ pub enum PtyServerMessage {
         /// What.
         message: String,
     },
+}
+
+/// `POST /api/v1/connect` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartConnectRequest {
+    /// The provider: `claude_code`, `codex`, `gemini_cli`, or one added as data.
+    pub provider: String,
+    /// The flow (`browser`, `device_code`, `paste_code`, `token`); the provider's first
+    /// offered one when left out.
+    #[serde(default)]
+    pub flow: Option<ConnectFlow>,
+}
+
+/// A connect session as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConnectSessionView {
+    /// Its id.
+    pub id: ConnectSessionId,
+    /// The provider.
+    pub provider: ProviderId,
+    /// The flow.
+    pub flow: ConnectFlow,
+    /// Its state.
+    pub state: ConnectState,
+    /// What the person must do, once known.
+    pub prompt: Option<ConnectPrompt>,
+    /// The browser sandbox the login runs in.
+    pub browser_sandbox: Option<SandboxId>,
+    /// The WebSocket carrying the browser sandbox's VNC (RFB) stream, for a noVNC viewer.
+    pub viewer_websocket: Option<String>,
+    /// When it was started.
+    pub created_at: Timestamp,
+    /// The sign-in deadline.
+    pub expires_at: Timestamp,
+    /// When it completed.
+    pub completed_at: Option<Timestamp>,
+    /// Why it failed.
+    pub failure: Option<String>,
+}
+
+/// The VNC server's port in browser sandboxes (x11vnc on the sandbox's loopback).
+pub const BROWSER_VNC_PORT: u16 = 5900;
+
+impl From<ConnectSession> for ConnectSessionView {
+    fn from(s: ConnectSession) -> Self {
+        let viewer_websocket = match (s.flow, s.browser_sandbox, s.state.is_terminal()) {
+            (ConnectFlow::Browser, Some(sb), false) => Some(format!(
+                "/api/v1/sandboxes/{sb}/ports/{BROWSER_VNC_PORT}/ws"
+            )),
+            _ => None,
+        };
+        Self {
+            id: s.id,
+            provider: s.provider,
+            flow: s.flow,
+            state: s.state,
+            prompt: s.prompt,
+            browser_sandbox: s.browser_sandbox,
+            viewer_websocket,
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            completed_at: s.completed_at,
+            failure: s.failure,
+        }
+    }
+}
+
+/// `POST /api/v1/connect/{id}/code` body: text for the login command (a paste code, or a
+/// token for the token flow).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitCodeRequest {
+    /// One line.
+    pub code: String,
+}
+
+/// A provider hangar can connect.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProviderView {
+    /// Its id.
+    pub id: ProviderId,
+    /// Its display name.
+    pub display_name: String,
+    /// The flows it offers.
+    pub flows: Vec<ConnectFlow>,
 }

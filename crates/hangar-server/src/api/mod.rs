@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod connect;
 pub mod dto;
 pub mod health;
 pub mod json;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub sandboxes: Arc<SandboxService>,
     /// Users, tokens, authentication.
     pub accounts: Arc<Accounts>,
+    /// Connect sessions and credentials.
+    pub connect: Arc<crate::connect::ConnectService>,
     /// The store, for readiness checks.
     pub store: hangar_store::Store,
 }
@@ -77,6 +80,12 @@ pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(pty::pty))
         .routes(routes!(ports::port_ws))
         .routes(routes!(sandboxes::list_images))
+        .routes(routes!(connect::list, connect::start))
+        .routes(routes!(connect::get, connect::cancel))
+        .routes(routes!(connect::submit_code))
+        .routes(routes!(connect::credentials))
+        .routes(routes!(connect::remove_credential))
+        .routes(routes!(connect::providers))
         .routes(routes!(accounts::me))
         .routes(routes!(accounts::list_users, accounts::create_user))
         .routes(routes!(accounts::list_tokens, accounts::create_token))

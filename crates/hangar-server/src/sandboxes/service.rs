@@ -649,6 +649,14 @@ impl SandboxService {
         tasks.contains_key(&id)
     }
 
+    /// The home directory of the sandbox's user, from its image (`None` if the image is gone).
+    pub fn user_home(&self, sandbox: &Sandbox) -> Option<String> {
+        self.node
+            .resolve_image(&sandbox.image_digest)
+            .ok()
+            .map(|image| image.config.user.home)
+    }
+
     /// The driver kind sandboxes get on this node.
     pub fn driver_kind(&self) -> DriverKind {
         self.node.driver().kind()

@@ -1,0 +1,139 @@
+//! Connect-session and credential routes.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use hangar_core::{ConnectSessionId, CredentialStatus};
+
+use super::auth::Caller;
+use super::dto::{ConnectSessionView, ProviderView, StartConnectRequest, SubmitCodeRequest};
+use super::json::ApiJson;
+use super::AppState;
+use crate::connect::StartConnect;
+use crate::error::{ApiError, Problem};
+
+fn parse_session(raw: &str) -> Result<ConnectSessionId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::not_found("connect session not found"))
+}
+
+/// Starts connecting a provider account; answers at once with state `starting`.
+#[utoipa::path(post, path = "/api/v1/connect", tag = "connect", request_body = StartConnectRequest,
+    responses((status = 202, body = ConnectSessionView),
+        (status = 422, description = "Unknown provider or flow", body = Problem)))]
+pub async fn start(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<StartConnectRequest>,
+) -> Result<(StatusCode, ApiJson<ConnectSessionView>), ApiError> {
+    let session = state
+        .connect
+        .start(
+            &caller,
+            StartConnect {
+                provider: body.provider,
+                flow: body.flow,
+            },
+        )
+        .await?;
+    Ok((StatusCode::ACCEPTED, ApiJson(session.into())))
+}
+
+/// The caller's connect sessions, newest first.
+#[utoipa::path(get, path = "/api/v1/connect", tag = "connect",
+    responses((status = 200, body = [ConnectSessionView])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<ApiJson<Vec<ConnectSessionView>>, ApiError> {
+    let sessions = state.connect.list(&caller).await?;
+    Ok(ApiJson(sessions.into_iter().map(Into::into).collect()))
+}
+
+/// One connect session: state, prompt, viewer.
+#[utoipa::path(get, path = "/api/v1/connect/{id}", tag = "connect",
+    params(("id" = String, Path, description = "Connect session id")),
+    responses((status = 200, body = ConnectSessionView), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<ApiJson<ConnectSessionView>, ApiError> {
+    let session = state.connect.get(&caller, parse_session(&id)?).await?;
+    Ok(ApiJson(session.into()))
+}
+
+/// Cancels an open connect session.
+#[utoipa::path(delete, path = "/api/v1/connect/{id}", tag = "connect",
+    params(("id" = String, Path, description = "Connect session id")),
+    responses((status = 200, body = ConnectSessionView), (status = 404, body = Problem),
+        (status = 409, body = Problem)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<ApiJson<ConnectSessionView>, ApiError> {
+    let session = state.connect.cancel(&caller, parse_session(&id)?).await?;
+    Ok(ApiJson(session.into()))
+}
+
+/// Passes a paste code (or a token) to the session's login command.
+#[utoipa::path(post, path = "/api/v1/connect/{id}/code", tag = "connect",
+    params(("id" = String, Path, description = "Connect session id")),
+    request_body = SubmitCodeRequest,
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn submit_code(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SubmitCodeRequest>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .connect
+        .submit_code(&caller, parse_session(&id)?, &body.code)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Per provider: connected since, last status check and its output, token expiry, last refresh.
+#[utoipa::path(get, path = "/api/v1/credentials", tag = "connect",
+    responses((status = 200, body = [CredentialStatus])))]
+pub async fn credentials(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<ApiJson<Vec<CredentialStatus>>, ApiError> {
+    Ok(ApiJson(state.connect.status(&caller).await?))
+}
+
+/// Removes a credential from the vault and from the caller's live sandboxes.
+#[utoipa::path(delete, path = "/api/v1/credentials/{provider}", tag = "connect",
+    params(("provider" = String, Path, description = "Provider id")),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn remove_credential(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(provider): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.connect.remove_credential(&caller, &provider).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The providers hangar can connect, with their flows.
+#[utoipa::path(get, path = "/api/v1/providers", tag = "connect",
+    responses((status = 200, body = [ProviderView])))]
+pub async fn providers(
+    State(state): State<AppState>,
+    Caller(_caller): Caller,
+) -> ApiJson<Vec<ProviderView>> {
+    ApiJson(
+        state
+            .connect
+            .providers()
+            .iter()
+            .map(|p| ProviderView {
+                id: p.id.clone(),
+                display_name: p.display_name.clone(),
+                flows: p.offered_flows().map(|(f, _)| f).collect(),
+            })
+            .collect(),
+    )
+}
