@@ -66,6 +66,11 @@ pub enum Command {
     /// Build and list images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Connect a CLI account (`claude_code`, `codex`, `gemini_cli`), or show what is connected.
+    Connect(ConnectArgs),
+    /// Connected credentials.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
     /// Manage your personal access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -286,6 +291,41 @@ pub enum UserCommand {
         /// Client options.
         #[command(flatten)]
         client: ClientOpts,
+    },
+}
+
+/// `hangar connect PROVIDER` or `hangar connect status`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// The provider to connect, or `status`.
+    pub provider: String,
+    /// The flow: browser, device_code, paste_code or token (default: the provider's first).
+    #[arg(long)]
+    pub flow: Option<String>,
+    /// Return once the session is started instead of waiting for it to finish.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// `hangar credentials ...`.
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCommand {
+    /// Connected providers: since when, last status check, token expiry, last refresh.
+    Ls {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Remove a provider's credential from the vault and from live sandboxes.
+    Rm {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+        /// The provider.
+        provider: String,
     },
 }
 

@@ -7,6 +7,7 @@ mod client;
 mod commands;
 mod commands_image;
 mod config;
+mod connect;
 mod output;
 mod shell;
 mod up;
@@ -47,6 +48,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             .map(|()| std::process::ExitCode::SUCCESS),
         Command::Sandbox(cmd) => commands::sandbox(cmd).await,
         Command::Image(cmd) => commands::image(cmd).await,
+        Command::Connect(args) => connect::connect(args).await,
+        Command::Credentials(cmd) => connect::credentials(cmd).await,
         Command::Token(cmd) => commands::token(cmd).await,
         Command::User(cmd) => commands::user(cmd).await,
         Command::Vault(cmd) => commands::vault(cmd).await,

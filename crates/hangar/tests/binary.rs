@@ -312,6 +312,14 @@ async fn client_verbs_work_end_to_end() -> anyhow::Result<()> {
     let out = up.cli(&["sandbox", "rm", &id])?;
     assert!(String::from_utf8_lossy(&out.stdout).contains("destroyed"));
 
+    // Nothing connected yet; removing an absent credential is a clear error.
+    assert_eq!(up.cli_json(&["connect", "status"])?, json!([]));
+    let out = up.cli(&["credentials", "rm", "codex"])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no credential for codex"));
+    let out = up.cli(&["connect", "nope"])?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown provider"));
+
     let out = Command::new(HANGAR)
         .args(["completions", "bash"])
         .output()?;
