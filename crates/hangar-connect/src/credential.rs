@@ -238,7 +238,7 @@ pub fn refresh_token(
         .map(|t| RefreshToken(t.to_owned())))
 }
 
-fn parse_json(path: &str, bytes: &[u8]) -> Result<Value, CredentialError> {
+pub(crate) fn parse_json(path: &str, bytes: &[u8]) -> Result<Value, CredentialError> {
     let doc: Value = serde_json::from_slice(bytes).map_err(|e| CredentialError::NotJson {
         path: path.to_owned(),
         line: e.line(),

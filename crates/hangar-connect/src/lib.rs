@@ -15,6 +15,7 @@
 //! never appear in an error message or a `Debug` output of this crate.
 
 pub mod credential;
+pub mod refresh;
 mod registry;
 mod spec;
 

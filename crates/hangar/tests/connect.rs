@@ -11,13 +11,18 @@ use hangar_testkit::{images, wait_until, TestConfig, TestPlane};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+/// The stand-in CLI's provider file; its refresh goes to `token_url`.
+fn fake_cli(token_url: &str) -> String {
+    FAKE_CLI.replace("TOKEN_URL", token_url)
+}
+
 const FAKE_CLI: &str = r#"
 id = "fake_cli"
 display_name = "Stand-in CLI for tests"
 binary = "sh"
 
 [flows.device_code]
-argv = ["sh", "-c", "echo 'Visit https://auth.example.test/device and enter the one-time code'; echo 'ABCD-1234'; sleep 0.5; mkdir -p .fake; printf '%s' '{\"tokens\":{\"refresh_token\":\"rt-secret-1\",\"access_token\":\"at-1\",\"expires_at\":4102444800000}}' > .fake/creds.json.tmp; mv .fake/creds.json.tmp .fake/creds.json; sleep 30"]
+argv = ["sh", "-c", "echo 'Visit https://auth.example.test/device and enter the one-time code'; echo 'ABCD-1234'; sleep 0.5; mkdir -p .fake; printf '{\"tokens\":{\"refresh_token\":\"rt-secret-1\",\"access_token\":\"at-1\",\"expires_at\":%s}}' $(( $(date +%s) * 1000 + 600000 )) > .fake/creds.json.tmp; mv .fake/creds.json.tmp .fake/creds.json; sleep 30"]
 url_regex = '(?P<url>https://\S+/device)'
 code_regex = '(?P<code>[A-Z]{4}-[0-9]{4})'
 
@@ -40,16 +45,30 @@ expiry = { pointer = "/tokens/expires_at", format = "epoch_ms" }
 kind = "command"
 argv = ["sh", "-c", "test -s $HOME/.fake/creds.json && echo logged-in-as-fake"]
 logged_in_regex = "logged-in-as-fake"
+
+[refresh]
+token_url = "TOKEN_URL"
+client_id = "fake-client"
+grant_format = "json"
 "#;
 
 async fn plane(sign_in: Duration) -> anyhow::Result<(TestPlane, tempfile::TempDir)> {
+    plane_with(sign_in, "http://127.0.0.1:9/token", Duration::from_secs(60)).await
+}
+
+async fn plane_with(
+    sign_in: Duration,
+    token_url: &str,
+    refresh_margin: Duration,
+) -> anyhow::Result<(TestPlane, tempfile::TempDir)> {
     let providers = tempfile::tempdir()?;
-    std::fs::write(providers.path().join("fake_cli.toml"), FAKE_CLI)?;
+    std::fs::write(providers.path().join("fake_cli.toml"), fake_cli(token_url))?;
     let tp = TestPlane::start_config(TestConfig {
         connect: ConnectConfig {
             sign_in_timeout: sign_in,
             browser_image: images::BUSYBOX.to_owned(),
             browser_session: Vec::new(),
+            refresh_margin,
             ..ConnectConfig::default()
         },
         providers_dir: Some(providers.path().to_owned()),
@@ -146,13 +165,16 @@ async fn device_code_login_is_captured_sealed_delivered_and_checked() -> anyhow:
     let (_, out) = cat(&tp, &alice, &before, "/home/hangar/.fake/creds.json").await?;
     let text = out["stdout"].as_str().unwrap_or("");
     assert!(text.starts_with("-rw-------"), "{out}");
-    assert!(text.contains("rt-secret-1"), "{out}");
+    assert!(text.contains("at-1"), "{out}");
+    // Sandboxes never hold the real refresh token (hangar owns refresh).
+    assert!(!text.contains("rt-secret-1"), "{out}");
+    assert!(text.contains("hangar-managed-refresh-token"), "{out}");
 
     // ...and into a sandbox started later, at boot.
     let later = tp.running_sandbox(&alice, images::BUSYBOX).await?;
     let (_, out) = cat(&tp, &alice, &later, "/home/hangar/.fake/creds.json").await?;
     assert!(
-        out["stdout"].as_str().unwrap_or("").contains("rt-secret-1"),
+        out["stdout"].as_str().unwrap_or("").contains("at-1"),
         "{out}"
     );
 
@@ -174,10 +196,7 @@ async fn device_code_login_is_captured_sealed_delivered_and_checked() -> anyhow:
         .as_str()
         .unwrap_or("")
         .contains("logged-in-as-fake"));
-    assert_eq!(
-        status["access_token_expires_at"],
-        "2100-01-01T00:00:00.000Z"
-    );
+    assert!(status["access_token_expires_at"].is_string(), "{status}");
 
     // Sealed at rest: the refresh token is not in the database file.
     for file in ["hangar.db", "hangar.db-wal"] {
@@ -345,5 +364,146 @@ async fn paste_code_reaches_the_login_and_bad_files_fail_the_session() -> anyhow
         .map(|a| a.iter().filter_map(|p| p["id"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(ids, vec!["claude_code", "codex", "fake_cli", "gemini_cli"]);
+    tp.shutdown().await
+}
+
+/// A stand-in token endpoint following RFC 6749 section 6 as the providers run it: refresh
+/// tokens rotate on every use and a used one is refused (`invalid_grant`). Its responses say
+/// it is a stand-in (`issuer_note`).
+#[derive(Default)]
+struct TokenEndpoint {
+    current: String,
+    issued: u32,
+    seen: Vec<String>,
+    reuse: u32,
+    revoked: bool,
+}
+
+type Endpoint = std::sync::Arc<std::sync::Mutex<TokenEndpoint>>;
+
+async fn token(
+    axum::extract::State(state): axum::extract::State<Endpoint>,
+    axum::Json(body): axum::Json<Value>,
+) -> (axum::http::StatusCode, axum::Json<Value>) {
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let presented = body["refresh_token"].as_str().unwrap_or("").to_owned();
+    s.seen.push(presented.clone());
+    let bad = |e: &str| {
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": e })),
+        )
+    };
+    if body["grant_type"] != "refresh_token" || body["client_id"] != "fake-client" {
+        return bad("invalid_request");
+    }
+    if s.revoked {
+        return bad("invalid_grant");
+    }
+    if presented != s.current {
+        s.reuse += 1;
+        return bad("invalid_grant");
+    }
+    s.issued += 1;
+    s.current = format!("rt-{}", s.issued);
+    let body = json!({
+        "access_token": format!("at-{}", s.issued),
+        "refresh_token": s.current,
+        "token_type": "Bearer",
+        "expires_in": 3600,
+        "issuer_note": "stand-in token endpoint for tests"
+    });
+    (axum::http::StatusCode::OK, axum::Json(body))
+}
+
+async fn stand_in_token_endpoint() -> anyhow::Result<(String, Endpoint)> {
+    let state: Endpoint = std::sync::Arc::new(std::sync::Mutex::new(TokenEndpoint {
+        current: "rt-secret-1".into(),
+        issued: 1,
+        ..TokenEndpoint::default()
+    }));
+    let app = axum::Router::new()
+        .route("/token", axum::routing::post(token))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/token", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, state))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hangar_alone_refreshes_and_every_live_sandbox_follows() -> anyhow::Result<()> {
+    let (url, endpoint) = stand_in_token_endpoint().await?;
+    // A margin longer than the tokens' life: every pass refreshes.
+    let (tp, _providers) =
+        plane_with(Duration::from_secs(60), &url, Duration::from_secs(7200)).await?;
+    let t = tp.admin_token.clone();
+    let a = tp.running_sandbox(&t, images::BUSYBOX).await?;
+    let b = tp.running_sandbox(&t, images::BUSYBOX).await?;
+    let (_, started) = tp
+        .request(
+            Method::POST,
+            "/api/v1/connect",
+            Some(&t),
+            Some(json!({"provider": "fake_cli", "flow": "device_code"})),
+        )
+        .await?;
+    let id = started["id"].as_str().unwrap_or_default().to_owned();
+    let done = wait_session(&tp, &t, &id, |s| s == "completed" || s == "failed").await?;
+    assert_eq!(done["state"], "completed", "{done}");
+
+    let connect = tp.plane.state.connect.clone();
+    for round in 2..=3u32 {
+        let report = connect.refresh_due().await;
+        assert_eq!(report.refreshed.len(), 1, "round {round}: {report:?}");
+        for sandbox in [&a, &b] {
+            let (_, out) = cat(&tp, &t, sandbox, "/home/hangar/.fake/creds.json").await?;
+            let text = out["stdout"].as_str().unwrap_or("");
+            assert!(
+                text.contains(&format!("at-{round}")),
+                "round {round}: {out}"
+            );
+            assert!(
+                !text.contains("rt-"),
+                "no refresh token in sandboxes: {out}"
+            );
+        }
+    }
+    {
+        let s = endpoint.lock().unwrap_or_else(|p| p.into_inner());
+        // The rotated token was kept and used: rt-secret-1, then rt-2; nothing was reused.
+        assert_eq!(s.seen, vec!["rt-secret-1".to_owned(), "rt-2".to_owned()]);
+        assert_eq!(s.reuse, 0);
+    }
+    let (_, list) = tp
+        .request(Method::GET, "/api/v1/credentials", Some(&t), None)
+        .await?;
+    let status = list
+        .as_array()
+        .and_then(|l| l.first())
+        .cloned()
+        .unwrap_or_default();
+    assert!(status["last_refresh_at"].is_string(), "{status}");
+
+    // A refresh token the provider no longer honours is reported, not hidden.
+    endpoint.lock().unwrap_or_else(|p| p.into_inner()).revoked = true;
+    let report = connect.refresh_due().await;
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].2.contains("invalid_grant"), "{report:?}");
+    let (_, list) = tp
+        .request(Method::GET, "/api/v1/credentials", Some(&t), None)
+        .await?;
+    let status = list
+        .as_array()
+        .and_then(|l| l.first())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(status["last_check_ok"], false, "{status}");
+    assert!(status["last_check_output"]
+        .as_str()
+        .unwrap_or("")
+        .contains("invalid_grant"));
     tp.shutdown().await
 }

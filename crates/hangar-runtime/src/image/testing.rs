@@ -10,7 +10,7 @@ use super::{Image, ImageConfig, ImageError, ImageStore, ImageUser};
 /// The applets linked in `/bin`.
 pub const APPLETS: &[&str] = &[
     "sh", "true", "false", "echo", "cat", "sleep", "ls", "id", "env", "stty", "yes", "head", "dd",
-    "mkdir", "rm", "ps", "kill", "wc", "nc", "ip", "printf", "mv", "test", "stat", "sed",
+    "mkdir", "rm", "ps", "kill", "wc", "nc", "ip", "printf", "mv", "test", "stat", "sed", "date",
 ];
 
 /// Assembles a minimal root filesystem in `dir` (created if missing; must be empty):

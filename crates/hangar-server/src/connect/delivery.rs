@@ -39,10 +39,21 @@ impl ConnectService {
                 .vault
                 .open_record(record)
                 .map_err(|e| format!("opening {}: {e}", record.provider))?;
+            // Sandboxes get the access token but never the real refresh token.
+            let by_path: std::collections::BTreeMap<String, Vec<u8>> = files
+                .files
+                .iter()
+                .map(|f| (f.path.clone(), f.data.clone()))
+                .collect();
+            let copies = hangar_connect::refresh::with_placeholder_refresh_token(spec, &by_path)
+                .map_err(|e| format!("preparing {}: {e}", record.provider))?;
             let writes = files
                 .files
                 .iter()
-                .map(|f| (f.path.as_str(), f.mode, f.data.clone()))
+                .map(|f| {
+                    let data = copies.get(&f.path).cloned().unwrap_or_default();
+                    (f.path.as_str(), f.mode, data)
+                })
                 .chain(
                     spec.extra_files
                         .iter()

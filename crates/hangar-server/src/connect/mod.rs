@@ -13,8 +13,10 @@
 
 mod delivery;
 mod error;
+mod refresh;
 mod run;
 mod service;
 
 pub use error::ConnectError;
+pub use refresh::{RefreshReport, TOKEN_ENDPOINT_TIMEOUT};
 pub use service::{ConnectConfig, ConnectService, StartConnect};

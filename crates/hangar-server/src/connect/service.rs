@@ -34,6 +34,9 @@ pub struct ConnectConfig {
     pub status_timeout: Duration,
     /// Quiet time after the CLI's last write before its files are taken (default 300 ms).
     pub settle: Duration,
+    /// Refresh an access token when it expires within this (default 15 min: before the CLIs'
+    /// own 5-minute refresh window opens).
+    pub refresh_margin: Duration,
 }
 
 impl Default for ConnectConfig {
@@ -45,6 +48,7 @@ impl Default for ConnectConfig {
             delivery_timeout: Duration::from_secs(10),
             status_timeout: Duration::from_secs(30),
             settle: Duration::from_millis(300),
+            refresh_margin: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct ConnectService {
     tasks: Mutex<HashMap<ConnectSessionId, JoinHandle<()>>>,
     /// Where text typed by the person (a paste code) goes, per open session.
     pub(super) inputs: Mutex<HashMap<ConnectSessionId, mpsc::Sender<Vec<u8>>>>,
+    /// HTTP client for providers' token endpoints.
+    pub(super) http: reqwest::Client,
     /// Browser sandboxes of open sessions, known before the session records them.
     pub(super) browser: Mutex<HashMap<ConnectSessionId, hangar_core::SandboxId>>,
 }
@@ -95,6 +101,10 @@ impl ConnectService {
             tasks: Mutex::new(HashMap::new()),
             inputs: Mutex::new(HashMap::new()),
             browser: Mutex::new(HashMap::new()),
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
         })
     }
 
