@@ -15,6 +15,9 @@ use crate::config::{default_data_dir, guest_agent_path, FileConfig};
 /// How long open connections may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How often credentials near expiry are looked for and refreshed.
+const REFRESH_EVERY: Duration = Duration::from_secs(60);
+
 /// Default API address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -79,6 +82,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .context("first reconciler pass")?;
     let reconciler = tokio::spawn(service.clone().reconcile_forever(reconcile_every));
+    let connect = plane.state.connect.clone();
+    let ended = connect
+        .recover()
+        .await
+        .context("ending interrupted connect sessions")?;
+    if ended > 0 {
+        eprintln!("ended {ended} connect session(s) interrupted by the restart");
+    }
+    let refresher = tokio::spawn(connect.refresh_forever(REFRESH_EVERY));
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -120,6 +132,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     reconciler.abort();
+    refresher.abort();
     eprintln!("hangar stopped; sandboxes keep running and are picked up on the next start");
     Ok(())
 }

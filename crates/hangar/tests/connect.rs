@@ -507,3 +507,47 @@ async fn hangar_alone_refreshes_and_every_live_sandbox_follows() -> anyhow::Resu
         .contains("invalid_grant"));
     tp.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_ends_open_sessions_and_removes_their_browser_sandboxes() -> anyhow::Result<()> {
+    let (tp, providers) = plane(Duration::from_secs(60)).await?;
+    let t = tp.admin_token.clone();
+    let (_, started) = tp
+        .request(
+            Method::POST,
+            "/api/v1/connect",
+            Some(&t),
+            Some(json!({"provider": "fake_cli", "flow": "browser"})),
+        )
+        .await?;
+    let id = started["id"].as_str().unwrap_or_default().to_owned();
+    let v = wait_session(&tp, &t, &id, |s| s == "awaiting_user").await?;
+    let browser = v["browser_sandbox"].as_str().unwrap_or_default().to_owned();
+
+    // A second control plane over the same data directory, as after a restart.
+    let again = hangar_server::local::LocalPlane::open(hangar_server::local::LocalConfig {
+        data_dir: tp.data.path().to_owned(),
+        store_url: None,
+        guest_agent: hangar_testkit::guest_agent(),
+        images_dir: Some(tp.data.path().join("images")),
+        sandbox: Default::default(),
+        connect: ConnectConfig {
+            browser_image: images::BUSYBOX.to_owned(),
+            browser_session: Vec::new(),
+            ..ConnectConfig::default()
+        },
+        providers_dir: Some(providers.path().to_owned()),
+    })
+    .await?;
+    assert_eq!(again.state.connect.recover().await?, 1);
+    let v = session(&tp, &t, &id).await?;
+    assert_eq!(v["state"], "failed", "{v}");
+    assert!(v["failure"].as_str().unwrap_or("").contains("restarted"));
+    let sb = tp
+        .wait_state(&t, &browser, Duration::from_secs(20), |s| s == "destroyed")
+        .await?;
+    assert_eq!(sb["state"], "destroyed");
+    // Ended sessions are not ended twice.
+    assert_eq!(again.state.connect.recover().await?, 0);
+    tp.shutdown().await
+}

@@ -280,6 +280,53 @@ impl ConnectService {
         Ok(cancelled)
     }
 
+    /// After a restart: open sessions have lost their task (and the person their login
+    /// command), so each is ended — `expired` if past its deadline, else `failed` — and its
+    /// browser sandbox destroyed. Returns how many were ended.
+    pub async fn recover(&self) -> Result<usize, ConnectError> {
+        let open = self.store.connect_sessions().list_open().await?;
+        let now = self.clock.now();
+        let mut ended = 0;
+        for session in open {
+            let busy = self
+                .tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&session.id)
+                .is_some_and(|t| !t.is_finished());
+            if busy {
+                continue;
+            }
+            let (to, failure) = if session.is_overdue(now) {
+                (ConnectState::Expired, None)
+            } else {
+                (
+                    ConnectState::Failed,
+                    Some("the control plane restarted during the sign-in; start again".to_owned()),
+                )
+            };
+            let change = ConnectChange {
+                failure,
+                ..ConnectChange::default()
+            };
+            if let Ok(ended_session) = self
+                .store
+                .connect_sessions()
+                .transition(session.id, session.state, to, change, now)
+                .await
+            {
+                let owner = Principal {
+                    user: ended_session.owner,
+                    name: String::new(),
+                    is_admin: false,
+                };
+                self.finish(&owner, &ended_session).await;
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
+
     /// Per provider: connected since, last status check, token expiry, last refresh.
     pub async fn status(
         &self,
