@@ -6,6 +6,7 @@
 //!   image (cached), then runs the whole test suite with nextest.
 //! - `cargo xtask bench`      builds in release and runs `hangar bench`.
 //! - `cargo xtask guest`      builds only the static guest agent.
+//! - `cargo xtask web`        builds the browser pages (`web/`, npm) that the binary embeds.
 //! - `cargo xtask deps`       installs only the system packages.
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,9 @@ const PACKAGES: &[&str] = &[
     "ca-certificates",
 ];
 
+/// Debian packages only the tests need (the viewer test drives a real Chromium).
+const TEST_PACKAGES: &[&str] = &["chromium"];
+
 /// Target triple of the static guest agent.
 const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
 
@@ -33,7 +37,8 @@ fn main() -> anyhow::Result<()> {
     let rest: Vec<String> = args.collect();
     let root = project_root();
     match cmd.as_str() {
-        "deps" => deps(),
+        "deps" => deps(PACKAGES),
+        "web" => web(&root),
         "guest" => guest(&root).map(|_| ()),
         "build" => build(&root).map(|_| ()),
         "up" => up(&root, &rest),
@@ -70,8 +75,8 @@ fn is_root() -> bool {
 }
 
 /// Installs the missing Debian packages (apt-get update only when something is missing).
-fn deps() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES
+fn deps(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| {
@@ -92,6 +97,15 @@ fn deps() -> anyhow::Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing))
+}
+
+/// Builds the browser pages: `npm ci` (from the lockfile) and the bundle into `web/dist/`.
+fn web(root: &Path) -> anyhow::Result<()> {
+    let dir = root.join("web");
+    run(Command::new("npm")
+        .current_dir(&dir)
+        .args(["ci", "--no-audit", "--no-fund"]))?;
+    run(Command::new("npm").current_dir(&dir).args(["run", "build"]))
 }
 
 /// Builds the static guest agent; returns its path.
@@ -116,6 +130,7 @@ fn guest(root: &Path) -> anyhow::Result<PathBuf> {
 
 /// Builds `hangar` (release) and places the guest agent beside it; returns the hangar path.
 fn build(root: &Path) -> anyhow::Result<PathBuf> {
+    web(root)?;
     let guest = guest(root)?;
     run(Command::new(env!("CARGO")).current_dir(root).args([
         "build",
@@ -142,7 +157,7 @@ fn data_dir_arg(args: &[String]) -> Option<String> {
 }
 
 fn up(root: &Path, args: &[String]) -> anyhow::Result<()> {
-    deps()?;
+    deps(PACKAGES)?;
     let hangar = build(root)?;
     // Build the default image if it is missing (finished steps are reused).
     let mut image = Command::new(&hangar);
@@ -162,17 +177,22 @@ fn up(root: &Path, args: &[String]) -> anyhow::Result<()> {
 }
 
 fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
-    deps()?;
+    deps(PACKAGES)?;
+    deps(TEST_PACKAGES)?;
+    web(root)?;
     let guest = guest(root)?;
     // The end-to-end tests run the real CLIs from the default image; build it once (cached).
     let images = root.join("target/test-images");
     run(Command::new(env!("CARGO"))
         .current_dir(root)
         .args(["build", "-p", "hangar", "--bin", "hangar"]))?;
-    run(Command::new(root.join("target/debug/hangar"))
-        .args(["image", "build", "default", "--data-dir"])
-        .arg(&images)
-        .env("HANGAR_GUEST_AGENT", &guest))?;
+    // The connect tests also run the browser image (built on top of default).
+    for image in ["default", "browser"] {
+        run(Command::new(root.join("target/debug/hangar"))
+            .args(["image", "build", image, "--data-dir"])
+            .arg(&images)
+            .env("HANGAR_GUEST_AGENT", &guest))?;
+    }
     let nextest = Command::new(env!("CARGO"))
         .args(["nextest", "--version"])
         .output()
@@ -191,7 +211,7 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
 }
 
 fn bench(root: &Path, args: &[String]) -> anyhow::Result<()> {
-    deps()?;
+    deps(PACKAGES)?;
     let hangar = build(root)?;
     run(Command::new(hangar).arg("bench").args(args))
 }

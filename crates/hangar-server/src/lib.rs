@@ -16,5 +16,6 @@ pub mod credentials;
 pub mod error;
 pub mod local;
 pub mod sandboxes;
+pub mod web;
 
 pub use api::{router, AppState};

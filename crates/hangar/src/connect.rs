@@ -111,12 +111,13 @@ fn show_prompt(api: &ApiClient, session: &ConnectSessionView) {
             eprintln!("Open this address, sign in, and paste the code you get back:\n  {url}");
         }
         Some(ConnectPrompt::Viewer) => {
-            if let Some(ws) = &session.viewer_websocket {
-                eprintln!(
-                    "The sign-in page is open in a remote browser; its VNC stream is at {}{ws}",
-                    api.base().replacen("http", "ws", 1)
-                );
-            }
+            // The token rides in the fragment, which the browser never sends to a server.
+            eprintln!(
+                "The sign-in page is open in a remote browser. Open it here and sign in:\n  {}/connect/{}#token={}",
+                api.base(),
+                session.id,
+                api.token()
+            );
         }
         None => {}
     }

@@ -31,10 +31,13 @@ struct ImageRecord {
 const RECORD_FORMAT: u32 = 1;
 
 impl ImageStore {
-    /// Opens (creating as needed) the store at `root`, and removes work left in `tmp/` by
-    /// builds that are no longer running. Blocking.
+    /// Opens (creating as needed) the store at `root` (made absolute: recipe steps run in
+    /// other directories), and removes work left in `tmp/` by builds that are no longer
+    /// running. Blocking.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, ImageError> {
-        let store = Self { root: root.into() };
+        let root: PathBuf = root.into();
+        let root = std::path::absolute(&root).unwrap_or(root);
+        let store = Self { root };
         for dir in [
             store.blobs_dir(),
             store.refs_dir(),

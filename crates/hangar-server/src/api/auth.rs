@@ -19,7 +19,64 @@ impl FromRequestParts<AppState> for Caller {
         let header = parts
             .headers
             .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        Ok(Caller(state.accounts.authenticate(header).await?))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| websocket_bearer(parts));
+        Ok(Caller(
+            state.accounts.authenticate(header.as_deref()).await?,
+        ))
+    }
+}
+
+/// Browsers cannot set headers on a WebSocket, so a WebSocket upgrade may carry its token as
+/// the subprotocol `hangar.bearer.<token>` (the server never selects or echoes it).
+/// Returned as an `Authorization` header value.
+fn websocket_bearer(parts: &Parts) -> Option<String> {
+    let is_upgrade = parts
+        .headers
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !is_upgrade {
+        return None;
+    }
+    parts
+        .headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(BEARER_SUBPROTOCOL))
+        .map(|token| format!("Bearer {token}"))
+}
+
+/// Prefix of the WebSocket subprotocol that carries a bearer token.
+pub const BEARER_SUBPROTOCOL: &str = "hangar.bearer.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_rides_the_websocket_subprotocol_only_on_upgrades() {
+        let req = axum::http::Request::builder()
+            .header("upgrade", "websocket")
+            .header(
+                "sec-websocket-protocol",
+                "binary, hangar.bearer.hgr_pat_abc",
+            )
+            .body(())
+            .expect("request");
+        let (parts, ()) = req.into_parts();
+        assert_eq!(
+            websocket_bearer(&parts).as_deref(),
+            Some("Bearer hgr_pat_abc")
+        );
+        let req = axum::http::Request::builder()
+            .header("sec-websocket-protocol", "hangar.bearer.hgr_pat_abc")
+            .body(())
+            .expect("request");
+        let (parts, ()) = req.into_parts();
+        assert_eq!(websocket_bearer(&parts), None);
     }
 }

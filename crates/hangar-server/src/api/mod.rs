@@ -111,6 +111,7 @@ pub fn router(state: AppState) -> Router {
             async move { Json(doc.as_ref().clone()) }
         }),
     )
+    .merge(crate::web::routes())
     .fallback(|| async { crate::error::ApiError::not_found("no such route") })
     .method_not_allowed_fallback(|| async {
         crate::error::ApiError::new(
