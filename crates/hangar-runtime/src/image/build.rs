@@ -320,7 +320,17 @@ impl ImageStore {
             }
             Base::Debootstrap(d) => {
                 create_dirs(rootfs, 0o755)?;
-                let mirror = debian_mirror(&d.suite, d.mirror.as_deref());
+                let mirror = debian_mirror(&d.suite, d.mirror.as_deref()).ok_or_else(|| {
+                    ImageError::Recipe {
+                        path: PathBuf::from("recipe.toml"),
+                        reason: format!(
+                            "no Debian mirror for {}: the host's apt sources name none; \
+                             set {} or the recipe's base.debootstrap.mirror",
+                            d.suite,
+                            crate::image::MIRROR_ENV
+                        ),
+                    }
+                })?;
                 progress.step_message(&format!("mirror {mirror}"));
                 let mut cmd = Command::new("debootstrap");
                 cmd.arg(format!("--variant={}", d.variant));

@@ -5,25 +5,22 @@ use std::path::Path;
 /// Environment variable that overrides every other choice of Debian mirror.
 pub const MIRROR_ENV: &str = "HANGAR_DEBIAN_MIRROR";
 
-/// The mirror used when nothing else names one.
-pub const DEFAULT_DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
-
 /// The Debian mirror for `suite`, in this order: `$HANGAR_DEBIAN_MIRROR`; the recipe's
 /// `mirror`; the first `deb` source of the host's apt configuration that carries `suite`
 /// (`/etc/apt/sources.list.d/*.sources` in deb822 form, then `*.list` there and
-/// `/etc/apt/sources.list` in one-line form); [`DEFAULT_DEBIAN_MIRROR`].
-pub fn debian_mirror(suite: &str, recipe_mirror: Option<&str>) -> String {
+/// `/etc/apt/sources.list` in one-line form). `None` when none of them names one: hangar
+/// does not guess a mirror.
+pub fn debian_mirror(suite: &str, recipe_mirror: Option<&str>) -> Option<String> {
     if let Some(m) = std::env::var(MIRROR_ENV)
         .ok()
         .filter(|m| !m.trim().is_empty())
     {
-        return m.trim().to_owned();
+        return Some(m.trim().to_owned());
     }
     if let Some(m) = recipe_mirror {
-        return m.to_owned();
+        return Some(m.to_owned());
     }
     host_apt_mirror(Path::new("/etc/apt"), suite)
-        .unwrap_or_else(|| DEFAULT_DEBIAN_MIRROR.to_owned())
 }
 
 /// The first matching source under an apt configuration directory (normally `/etc/apt`).

@@ -63,7 +63,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use build::{BuildProgress, NoProgress};
-pub use mirror::{debian_mirror, DEFAULT_DEBIAN_MIRROR, MIRROR_ENV};
+pub use mirror::{debian_mirror, MIRROR_ENV};
 pub use recipe::{
     Base, DebootstrapBase, NpmCiStep, NpmUnpackStep, Recipe, Step, StepKind, UserStep,
 };
