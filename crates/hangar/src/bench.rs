@@ -28,6 +28,9 @@ use crate::config::guest_agent_path;
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.connect {
+        return crate::bench_connect::run(args).await;
+    }
     let tmp;
     let work = match &args.work_dir {
         Some(dir) => dir.clone(),
@@ -198,7 +201,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// Creates a sandbox and polls until it runs. Returns its id, the client-observed
 /// create-to-ready time, and the server-side time from `created` to `agent_ready`.
-async fn create_and_wait(
+pub(crate) async fn create_and_wait(
     api: &ApiClient,
     image: &str,
 ) -> anyhow::Result<(String, Duration, Duration)> {
@@ -425,7 +428,7 @@ fn cgroup_rss_kib(procs_file: &str) -> f64 {
         .sum()
 }
 
-fn pct(samples: &[Duration], p: f64) -> Duration {
+pub(crate) fn pct(samples: &[Duration], p: f64) -> Duration {
     let mut sorted = samples.to_vec();
     sorted.sort();
     if sorted.is_empty() {
@@ -435,11 +438,11 @@ fn pct(samples: &[Duration], p: f64) -> Duration {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn report(label: &str, samples: &[Duration]) {
+pub(crate) fn report(label: &str, samples: &[Duration]) {
     println!(
         "{label}: n={} p50={:.1} ms p95={:.1} ms max={:.1} ms",
         samples.len(),

@@ -358,4 +358,11 @@ pub struct BenchArgs {
     /// The static guest agent binary.
     #[arg(long, env = "HANGAR_GUEST_AGENT")]
     pub guest_agent: Option<PathBuf>,
+    /// Run the connect series instead: browser sandbox to a live desktop, and credential
+    /// capture to delivery in `--sandboxes` live sandboxes.
+    #[arg(long)]
+    pub connect: bool,
+    /// An image store holding the `browser` image (for `--connect`).
+    #[arg(long)]
+    pub images_dir: Option<PathBuf>,
 }

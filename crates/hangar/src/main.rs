@@ -2,6 +2,7 @@
 //! Logic lives in the library crates; this crate wires config, state and output.
 
 mod bench;
+mod bench_connect;
 mod cli;
 mod client;
 mod commands;
