@@ -57,18 +57,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         providers_dir: None,
     })
     .await?;
-    let token = std::fs::read_to_string(&plane.admin_token_path)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let app = hangar_server::router(plane.state.clone());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let api = Arc::new(ApiClient::new(&ClientOpts {
-        url: format!("http://{addr}"),
-        token: Some(token.trim().to_owned()),
-        output: OutputFormat::Table,
-    })?);
+    let (api, server) = serve_on_loopback(&plane).await?;
 
     println!(
         "hangar bench: image {} ({}), {} sandboxes per series, {} execs",
@@ -197,6 +186,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     server.abort();
     Ok(())
+}
+
+/// Serves `plane`'s API on `127.0.0.1:0` in this process; returns a client with the bootstrap
+/// admin's token and the server task.
+pub(crate) async fn serve_on_loopback(
+    plane: &LocalPlane,
+) -> anyhow::Result<(Arc<ApiClient>, tokio::task::JoinHandle<()>)> {
+    let token = std::fs::read_to_string(&plane.admin_token_path)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = hangar_server::router(plane.state.clone());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let api = Arc::new(ApiClient::new(&ClientOpts {
+        url: format!("http://{addr}"),
+        token: Some(token.trim().to_owned()),
+        output: OutputFormat::Table,
+    })?);
+    Ok((api, server))
 }
 
 /// Creates a sandbox and polls until it runs. Returns its id, the client-observed

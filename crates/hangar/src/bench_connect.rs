@@ -5,7 +5,6 @@
 //! its file (the host's `/proc/uptime`, which containers share) to the moment the last
 //! sandbox has it.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -18,8 +17,8 @@ use hangar_server::sandboxes::SandboxConfig;
 use reqwest::Method;
 use tokio::io::AsyncReadExt;
 
-use crate::bench::{create_and_wait, report};
-use crate::cli::{BenchArgs, ClientOpts, OutputFormat};
+use crate::bench::{create_and_wait, report, serve_on_loopback};
+use crate::cli::BenchArgs;
 use crate::client::ApiClient;
 use crate::config::guest_agent_path;
 
@@ -87,18 +86,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         providers_dir: Some(providers),
     })
     .await?;
-    let token = std::fs::read_to_string(&plane.admin_token_path)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let app = hangar_server::router(plane.state.clone());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let api = Arc::new(ApiClient::new(&ClientOpts {
-        url: format!("http://{addr}"),
-        token: Some(token.trim().to_owned()),
-        output: OutputFormat::Table,
-    })?);
+    let (api, server) = serve_on_loopback(&plane).await?;
 
     if images.resolve("browser").is_ok() {
         browser_series(&api, &plane).await?;
