@@ -127,6 +127,19 @@ async fn device_code_login_is_captured_sealed_delivered_and_checked() -> anyhow:
     let (tp, _providers) = plane(Duration::from_secs(60)).await?;
     let alice = tp.new_user("alice").await?;
     let before = tp.running_sandbox(&alice, images::BUSYBOX).await?;
+    // A stopped sandbox gets nothing while stopped, and the files when it starts.
+    let stopped = tp.running_sandbox(&alice, images::BUSYBOX).await?;
+    tp.request(
+        Method::POST,
+        &format!("/api/v1/sandboxes/{stopped}/stop"),
+        Some(&alice),
+        None,
+    )
+    .await?;
+    tp.wait_state(&alice, &stopped, Duration::from_secs(20), |s| {
+        s == "stopped"
+    })
+    .await?;
 
     let (status, started) = tp
         .request(
@@ -169,6 +182,30 @@ async fn device_code_login_is_captured_sealed_delivered_and_checked() -> anyhow:
     // Sandboxes never hold the real refresh token (hangar owns refresh).
     assert!(!text.contains("rt-secret-1"), "{out}");
     assert!(text.contains("hangar-managed-refresh-token"), "{out}");
+
+    let upper = tp
+        .data
+        .path()
+        .join("sandboxes")
+        .join(&stopped)
+        .join("upper/home/hangar/.fake/creds.json");
+    assert!(!upper.exists(), "nothing written into a stopped sandbox");
+    tp.request(
+        Method::POST,
+        &format!("/api/v1/sandboxes/{stopped}/start"),
+        Some(&alice),
+        None,
+    )
+    .await?;
+    tp.wait_state(&alice, &stopped, Duration::from_secs(20), |s| {
+        s == "running"
+    })
+    .await?;
+    let (_, out) = cat(&tp, &alice, &stopped, "/home/hangar/.fake/creds.json").await?;
+    assert!(
+        out["stdout"].as_str().unwrap_or("").contains("at-1"),
+        "{out}"
+    );
 
     // ...and into a sandbox started later, at boot.
     let later = tp.running_sandbox(&alice, images::BUSYBOX).await?;
@@ -218,6 +255,15 @@ async fn device_code_login_is_captured_sealed_delivered_and_checked() -> anyhow:
         )
         .await?;
     assert_eq!(status, 404);
+    for (method, path) in [
+        (Method::POST, format!("/api/v1/connect/{id}/code")),
+        (Method::DELETE, format!("/api/v1/connect/{id}")),
+    ] {
+        let (status, _) = tp
+            .request(method, &path, Some(&bob), Some(json!({"code": "x"})))
+            .await?;
+        assert_eq!(status, 404, "{path}");
+    }
     let (_, list) = tp
         .request(Method::GET, "/api/v1/credentials", Some(&bob), None)
         .await?;
