@@ -1,6 +1,8 @@
 //! Settings: command-line flags > `HANGAR_*` environment (clap reads both) > TOML config file >
 //! defaults. The file's keys are the long flag names with `_` (`listen`, `data_dir`,
-//! `readiness_timeout_ms`, `reconcile_interval_s`, `guest_agent`, `store_url`).
+//! `readiness_timeout_ms`, `reconcile_interval_s`, `guest_agent`, `store_url`, `images_dir`),
+//! plus the connect settings (`providers_dir`, `browser_image`, `browser_session`,
+//! `sign_in_timeout_min`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,30 @@ pub struct FileConfig {
     pub images_dir: Option<PathBuf>,
     /// Extra provider files (`*.toml`) added to the built-in providers.
     pub providers_dir: Option<PathBuf>,
+    /// The image of browser sandboxes for connect sessions (default `browser`).
+    pub browser_image: Option<String>,
+    /// The command wrapping a browser-flow login (default
+    /// `["/usr/local/bin/hangar-browser-session"]`; `[]` runs the login directly).
+    pub browser_session: Option<Vec<String>>,
+    /// Minutes a person has to sign in (default 15).
+    pub sign_in_timeout_min: Option<u64>,
+}
+
+impl FileConfig {
+    /// The connect service settings this file asks for, over the defaults.
+    pub fn connect(&self) -> hangar_server::connect::ConnectConfig {
+        let mut config = hangar_server::connect::ConnectConfig::default();
+        if let Some(image) = &self.browser_image {
+            config.browser_image = image.clone();
+        }
+        if let Some(session) = &self.browser_session {
+            config.browser_session = session.clone();
+        }
+        if let Some(min) = self.sign_in_timeout_min {
+            config.sign_in_timeout = std::time::Duration::from_secs(min.max(1) * 60);
+        }
+        config
+    }
 }
 
 impl FileConfig {

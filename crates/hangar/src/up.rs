@@ -30,6 +30,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let file = FileConfig::load(args.data.config.as_deref())?;
+    let connect = file.connect();
     let data_dir = args
         .data
         .data_dir
@@ -57,7 +58,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         guest_agent,
         images_dir: file.images_dir,
         sandbox,
-        connect: Default::default(),
+        connect,
         providers_dir: file.providers_dir,
     })
     .await

@@ -21,9 +21,19 @@ struct Up {
 
 impl Up {
     fn start(data: &Path) -> anyhow::Result<Self> {
+        Self::start_with(data, None)
+    }
+
+    fn start_with(data: &Path, config: Option<&Path>) -> anyhow::Result<Self> {
         use std::os::unix::process::CommandExt;
-        let mut child = Command::new(HANGAR)
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        let mut cmd = Command::new(HANGAR);
+        if let Some(config) = config {
+            cmd.arg("up").arg("--config").arg(config);
+        } else {
+            cmd.arg("up");
+        }
+        let mut child = cmd
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .arg("--guest-agent")
             .arg(guest_agent())
@@ -324,5 +334,58 @@ async fn client_verbs_work_end_to_end() -> anyhow::Result<()> {
         .args(["completions", "bash"])
         .output()?;
     assert!(String::from_utf8_lossy(&out.stdout).contains("sandbox"));
+    up.stop()
+}
+
+/// A stand-in CLI (provider data only) whose device-code login writes its file at once.
+const STAND_IN_PROVIDER: &str = r#"
+id = "stand_in"
+display_name = "Stand-in CLI"
+binary = "sh"
+
+[flows.device_code]
+argv = ["sh", "-c", "echo 'Visit https://auth.example.test/device and enter ABCD-1234'; sleep 0.5; mkdir -p .s; printf '{\"rt\":\"r\",\"at\":\"a\"}' > .s/c.json; sleep 30"]
+url_regex = '(?P<url>https://\S+/device)'
+code_regex = '(?P<code>[A-Z]{4}-[0-9]{4})'
+
+[[files]]
+path = ".s/c.json"
+refresh_token = "/rt"
+access_token = "/at"
+
+[status]
+kind = "file_only"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hangar_connect_walks_a_person_through_a_device_code() -> anyhow::Result<()> {
+    let data = prepare_data()?;
+    let providers = data.path().join("providers");
+    std::fs::create_dir_all(&providers)?;
+    std::fs::write(providers.join("stand_in.toml"), STAND_IN_PROVIDER)?;
+    let config = data.path().join("hangar.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "providers_dir = {:?}\nbrowser_image = \"busybox\"\nbrowser_session = []\n",
+            providers.display().to_string()
+        ),
+    )?;
+    let up = Up::start_with(data.path(), Some(&config))?;
+    let out = up.cli(&["connect", "stand_in", "--flow", "device_code"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Open https://auth.example.test/device and enter the code ABCD-1234"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stand_in connected"));
+    let out = up.cli(&["connect", "status"])?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("PROVIDER"), "{table}");
+    assert!(table.contains("stand_in"), "{table}");
+    let out = up.cli(&["credentials", "rm", "stand_in"])?;
+    assert!(out.status.success());
+    cleanup(&up)?;
     up.stop()
 }
