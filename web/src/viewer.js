@@ -1,11 +1,13 @@
 // hangar's remote-browser viewer: shows a connect session's browser sandbox through noVNC.
-// The page is /connect/<session id>#token=<personal access token>; the fragment never
-// reaches a server. REST calls send the token as a bearer header; the VNC WebSocket carries
-// it as a `hangar.bearer.<token>` subprotocol (browsers cannot set headers on WebSockets).
+// The page is /connect/<session id>#viewer=<viewer token>: a token good for this one session
+// only, in the fragment, which never reaches a server. REST calls send it as a bearer header;
+// the VNC WebSocket carries it as a `hangar.bearer.<token>` subprotocol (browsers cannot set
+// headers on WebSockets).
 import RFB from '@novnc/novnc';
 
 const id = location.pathname.split('/').filter(Boolean).pop();
-const token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
+const fragment = new URLSearchParams(location.hash.slice(1));
+const token = fragment.get('viewer') || fragment.get('token') || '';
 const statusEl = document.getElementById('status');
 const screenEl = document.getElementById('screen');
 let rfb = null;

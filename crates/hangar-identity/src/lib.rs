@@ -28,10 +28,7 @@ pub struct PersonalAccessToken(Zeroizing<String>);
 impl PersonalAccessToken {
     /// Draws a new token from `rng` (pass a cryptographically secure RNG such as `OsRng`).
     pub fn generate(rng: &mut impl RngCore) -> Self {
-        let mut bytes = Zeroizing::new([0u8; PAT_RANDOM_BYTES]);
-        rng.fill_bytes(bytes.as_mut());
-        let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_ref());
-        Self(Zeroizing::new(format!("{PAT_PREFIX}{body}")))
+        Self(random_secret(PAT_PREFIX, rng))
     }
 
     /// The secret text, to hand to its owner exactly once.
@@ -48,6 +45,55 @@ impl PersonalAccessToken {
 impl fmt::Debug for PersonalAccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PersonalAccessToken(<redacted>)")
+    }
+}
+
+/// `prefix` followed by 256 random bits in URL-safe base64 (43 characters).
+fn random_secret(prefix: &str, rng: &mut impl RngCore) -> Zeroizing<String> {
+    let mut bytes = Zeroizing::new([0u8; PAT_RANDOM_BYTES]);
+    rng.fill_bytes(bytes.as_mut());
+    let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_ref());
+    Zeroizing::new(format!("{prefix}{body}"))
+}
+
+/// Every viewer token starts with this.
+pub const VIEWER_PREFIX: &str = "hgr_view_";
+
+/// A connect session's viewer token: lets the remote-browser viewer page read that one
+/// session and see its desktop, nothing else. Shown once, stored hashed; `Debug` is redacted.
+pub struct ViewerToken(Zeroizing<String>);
+
+impl ViewerToken {
+    /// Draws a new token from `rng` (a cryptographically secure RNG).
+    pub fn generate(rng: &mut impl RngCore) -> Self {
+        Self(random_secret(VIEWER_PREFIX, rng))
+    }
+
+    /// The secret text, to hand over once.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
+    /// The hash to store.
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(&self.0)
+    }
+
+    /// Whether a presented bearer token is a viewer token (by its prefix and shape).
+    pub fn is_viewer_token(token: &str) -> bool {
+        token.strip_prefix(VIEWER_PREFIX).is_some_and(|body| {
+            !body.is_empty()
+                && body.len() <= 128
+                && body
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+    }
+}
+
+impl fmt::Debug for ViewerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ViewerToken(<redacted>)")
     }
 }
 
@@ -145,6 +191,18 @@ mod tests {
         let a = PersonalAccessToken::generate(&mut StepRng::new(1, 1));
         let b = PersonalAccessToken::generate(&mut StepRng::new(2, 1));
         assert_ne!(a.expose_secret(), b.expose_secret());
+    }
+
+    #[test]
+    fn viewer_tokens_are_their_own_kind() {
+        let token = ViewerToken::generate(&mut StepRng::new(3, 5));
+        assert!(ViewerToken::is_viewer_token(token.expose_secret()));
+        assert!(!ViewerToken::is_viewer_token("hgr_pat_abc"));
+        assert!(!ViewerToken::is_viewer_token("hgr_view_"));
+        // A viewer token is never accepted where a personal access token is expected.
+        let header = format!("Bearer {}", token.expose_secret());
+        assert_eq!(parse_bearer(Some(&header)), Err(AuthError::Malformed));
+        assert!(!format!("{token:?}").contains(token.expose_secret()));
     }
 
     #[test]

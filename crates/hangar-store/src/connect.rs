@@ -165,6 +165,47 @@ impl<'a> ConnectSessionRepo<'a> {
             .transpose()
     }
 
+    /// Records the SHA-256 (64 lowercase hex characters) of the session's viewer token, once.
+    /// Errors: [`StoreError::NotFound`] if the session does not exist or already has one.
+    pub async fn set_viewer_token_hash(
+        &self,
+        id: ConnectSessionId,
+        hash_hex: &str,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE connect_sessions SET viewer_token_hash = $1 \
+             WHERE id = $2 AND viewer_token_hash IS NULL",
+        )
+        .bind(hash_hex.to_owned())
+        .bind(id.to_string())
+        .execute(self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    /// The session `id` if its viewer token hashes to `hash_hex`; `None` otherwise (a wrong
+    /// token and a missing session look the same).
+    pub async fn get_by_viewer_token(
+        &self,
+        id: ConnectSessionId,
+        hash_hex: &str,
+    ) -> Result<Option<ConnectSession>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM connect_sessions \
+             WHERE id = $1 AND viewer_token_hash = $2"
+        ))
+        .bind(id.to_string())
+        .bind(hash_hex.to_owned())
+        .fetch_optional(self.pool)
+        .await?;
+        row.map(|r| session_from_row(&r).map(|(s, _)| s))
+            .transpose()
+    }
+
     /// `owner`'s sessions in every state, newest first.
     pub async fn list_owned(&self, owner: UserId) -> Result<Vec<ConnectSession>, StoreError> {
         let rows = sqlx::query(&format!(

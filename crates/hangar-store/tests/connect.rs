@@ -1488,7 +1488,46 @@ async fn concurrent_complete_connect_has_one_winner(db: TestDb) {
     );
 }
 
+async fn viewer_tokens_are_set_once_and_looked_up_by_hash(db: TestDb) {
+    let store = db.store().await;
+    let alice = make_user(&store, "alice").await;
+    let repo = store.connect_sessions();
+    let session = new_session(alice.id, "codex", at(10));
+    let other = new_session(alice.id, "codex", at(11));
+    repo.insert(&session).await.expect("insert");
+    repo.insert(&other).await.expect("insert");
+    let hash = "a".repeat(64);
+    repo.set_viewer_token_hash(session.id, &hash)
+        .await
+        .expect("set");
+    assert!(matches!(
+        repo.set_viewer_token_hash(session.id, &"b".repeat(64))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        repo.get_by_viewer_token(session.id, &hash)
+            .await
+            .expect("get"),
+        Some(session.clone())
+    );
+    assert_eq!(
+        repo.get_by_viewer_token(session.id, &"b".repeat(64))
+            .await
+            .expect("get"),
+        None
+    );
+    assert_eq!(
+        repo.get_by_viewer_token(other.id, &hash)
+            .await
+            .expect("get"),
+        None,
+        "bound to its session"
+    );
+}
+
 hangar_store::test_both_backends!(
+    viewer_tokens_are_set_once_and_looked_up_by_hash,
     sessions_round_trip_every_field,
     sessions_are_walled_off_and_listed,
     session_transitions_are_checked_compare_and_set,

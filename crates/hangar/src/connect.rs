@@ -42,6 +42,7 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         emit(args.client.output, &session, &[], Vec::new())?;
         return Ok(ExitCode::SUCCESS);
     }
+    let viewer_url = session.viewer_url.clone();
     let path = format!("/api/v1/connect/{}", session.id);
     let deadline = Instant::now() + CONNECT_WAIT;
     let mut shown = false;
@@ -49,7 +50,7 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     while !session.state.is_terminal() {
         if !shown && session.state == ConnectState::AwaitingUser {
             shown = true;
-            show_prompt(&api, &session);
+            show_prompt(&api, &session, viewer_url.as_deref());
         }
         let needs_input = matches!(session.prompt, Some(ConnectPrompt::AuthorizeUrl { .. }))
             || session.flow == ConnectFlow::Token;
@@ -102,7 +103,7 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn show_prompt(api: &ApiClient, session: &ConnectSessionView) {
+fn show_prompt(api: &ApiClient, session: &ConnectSessionView, viewer_url: Option<&str>) {
     match &session.prompt {
         Some(ConnectPrompt::VerificationUri { uri, user_code }) => {
             eprintln!("Open {uri} and enter the code {user_code}");
@@ -111,13 +112,14 @@ fn show_prompt(api: &ApiClient, session: &ConnectSessionView) {
             eprintln!("Open this address, sign in, and paste the code you get back:\n  {url}");
         }
         Some(ConnectPrompt::Viewer) => {
-            // The token rides in the fragment, which the browser never sends to a server.
-            eprintln!(
-                "The sign-in page is open in a remote browser. Open it here and sign in:\n  {}/connect/{}#token={}",
-                api.base(),
-                session.id,
-                api.token()
-            );
+            // The viewer token (good for this session only) rides in the fragment, which the
+            // browser never sends to a server.
+            if let Some(url) = viewer_url {
+                eprintln!(
+                    "The sign-in page is open in a remote browser. Open it here and sign in:\n  {}{url}",
+                    api.base()
+                );
+            }
         }
         None => {}
     }

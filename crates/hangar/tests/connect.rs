@@ -318,7 +318,7 @@ async fn sign_in_deadline_expires_the_session_and_tears_down() -> anyhow::Result
     assert!(
         v["viewer_websocket"]
             .as_str()
-            .is_some_and(|w| w.ends_with("/ports/5900/ws")),
+            .is_some_and(|w| w.ends_with("/vnc")),
         "{v}"
     );
     let v = wait_session(&tp, &t, &id, |s| s != "awaiting_user").await?;

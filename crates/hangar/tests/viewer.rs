@@ -68,7 +68,43 @@ async fn viewer_draws_the_browser_sandbox_running_the_real_codex_login() -> anyh
     let artifacts = workspace_root().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts)?;
     let shot = artifacts.join("connect-viewer.png");
-    let url = format!("{}/connect/{id}#token={t}", tp.base);
+    let viewer_url = started["viewer_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        viewer_url.starts_with(&format!("/connect/{id}#viewer=hgr_view_")),
+        "{started}"
+    );
+    let url = format!("{}{viewer_url}", tp.base);
+    // The viewer token reads this session and nothing else.
+    let viewer_token = viewer_url
+        .split("#viewer=")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let (status, _) = tp
+        .request(
+            Method::GET,
+            &format!("/api/v1/connect/{id}"),
+            Some(&viewer_token),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200);
+    let (status, _) = tp
+        .request(Method::GET, "/api/v1/sandboxes", Some(&viewer_token), None)
+        .await?;
+    assert_eq!(status, 401);
+    let (status, _) = tp
+        .request(
+            Method::GET,
+            &format!("/api/v1/sandboxes/{browser}"),
+            Some(&viewer_token),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 401);
     let out = tokio::time::timeout(
         Duration::from_secs(90),
         tokio::process::Command::new("node")

@@ -16,32 +16,35 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| websocket_bearer(parts));
+        let header = bearer_header(&parts.headers);
         Ok(Caller(
             state.accounts.authenticate(header.as_deref()).await?,
         ))
     }
 }
 
+/// The request's `Authorization` value, or on a WebSocket upgrade the token carried in the
+/// `hangar.bearer.` subprotocol, as an `Authorization` value.
+pub fn bearer_header(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| websocket_bearer(headers))
+}
+
 /// Browsers cannot set headers on a WebSocket, so a WebSocket upgrade may carry its token as
 /// the subprotocol `hangar.bearer.<token>` (the server never selects or echoes it).
 /// Returned as an `Authorization` header value.
-fn websocket_bearer(parts: &Parts) -> Option<String> {
-    let is_upgrade = parts
-        .headers
+fn websocket_bearer(headers: &axum::http::HeaderMap) -> Option<String> {
+    let is_upgrade = headers
         .get(axum::http::header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if !is_upgrade {
         return None;
     }
-    parts
-        .headers
+    headers
         .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -69,7 +72,7 @@ mod tests {
             .expect("request");
         let (parts, ()) = req.into_parts();
         assert_eq!(
-            websocket_bearer(&parts).as_deref(),
+            websocket_bearer(&parts.headers).as_deref(),
             Some("Bearer hgr_pat_abc")
         );
         let req = axum::http::Request::builder()
@@ -77,6 +80,6 @@ mod tests {
             .body(())
             .expect("request");
         let (parts, ()) = req.into_parts();
-        assert_eq!(websocket_bearer(&parts), None);
+        assert_eq!(websocket_bearer(&parts.headers), None);
     }
 }

@@ -1,8 +1,12 @@
 //! Connect-session and credential routes.
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use hangar_core::{ConnectSessionId, CredentialStatus};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use hangar_core::{ConnectSession, ConnectSessionId, CredentialStatus};
+use hangar_identity::ViewerToken;
 
 use super::auth::Caller;
 use super::dto::{ConnectSessionView, ProviderView, StartConnectRequest, SubmitCodeRequest};
@@ -25,7 +29,7 @@ pub async fn start(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<StartConnectRequest>,
 ) -> Result<(StatusCode, ApiJson<ConnectSessionView>), ApiError> {
-    let session = state
+    let (session, viewer) = state
         .connect
         .start(
             &caller,
@@ -35,7 +39,55 @@ pub async fn start(
             },
         )
         .await?;
-    Ok((StatusCode::ACCEPTED, ApiJson(session.into())))
+    let id = session.id;
+    let mut view = ConnectSessionView::from(session);
+    view.viewer_url = viewer.map(|t| format!("/connect/{id}#viewer={}", t.expose_secret()));
+    Ok((StatusCode::ACCEPTED, ApiJson(view)))
+}
+
+/// Who may look at one connect session: its owner (personal access token) or the holder of
+/// its viewer token (the viewer page). The token comes from the `Authorization` header or,
+/// on a WebSocket upgrade, from the `hangar.bearer.` subprotocol.
+async fn session_for_viewer(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: ConnectSessionId,
+) -> Result<ConnectSession, ApiError> {
+    let header = super::auth::bearer_header(headers);
+    let token = header
+        .as_deref()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token {
+        Some(t) if ViewerToken::is_viewer_token(t) => {
+            Ok(state.connect.authorize_viewer(id, t).await?)
+        }
+        _ => {
+            let caller = state.accounts.authenticate(header.as_deref()).await?;
+            Ok(state.connect.get(&caller, id).await?)
+        }
+    }
+}
+
+/// The browser sandbox's VNC stream for the viewer (WebSocket, binary; owner or viewer
+/// token).
+#[utoipa::path(get, path = "/api/v1/connect/{id}/vnc", tag = "connect",
+    params(("id" = String, Path, description = "Connect session id")),
+    responses((status = 101, description = "Switching to a binary WebSocket carrying RFB"),
+        (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem)))]
+pub async fn vnc(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let session = session_for_viewer(&state, &headers, parse_session(&id)?).await?;
+    let ws = ws.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let stream = state.connect.vnc_stream(&session).await?;
+    Ok(ws
+        .protocols(["binary"])
+        .on_upgrade(move |socket| super::ports::bridge(socket, stream)))
 }
 
 /// The caller's connect sessions, newest first.
@@ -49,16 +101,16 @@ pub async fn list(
     Ok(ApiJson(sessions.into_iter().map(Into::into).collect()))
 }
 
-/// One connect session: state, prompt, viewer.
+/// One connect session: state, prompt, viewer (owner, or the session's viewer token).
 #[utoipa::path(get, path = "/api/v1/connect/{id}", tag = "connect",
     params(("id" = String, Path, description = "Connect session id")),
     responses((status = 200, body = ConnectSessionView), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
-    Caller(caller): Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<ApiJson<ConnectSessionView>, ApiError> {
-    let session = state.connect.get(&caller, parse_session(&id)?).await?;
+    let session = session_for_viewer(&state, &headers, parse_session(&id)?).await?;
     Ok(ApiJson(session.into()))
 }
 

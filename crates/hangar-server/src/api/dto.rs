@@ -358,6 +358,10 @@ pub struct ConnectSessionView {
     pub browser_sandbox: Option<SandboxId>,
     /// The WebSocket carrying the browser sandbox's VNC (RFB) stream, for a noVNC viewer.
     pub viewer_websocket: Option<String>,
+    /// The viewer page with the session's viewer token in its fragment; only in the answer
+    /// that starts a browser-flow session (the token is never shown again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viewer_url: Option<String>,
     /// When it was started.
     pub created_at: Timestamp,
     /// The sign-in deadline.
@@ -368,15 +372,10 @@ pub struct ConnectSessionView {
     pub failure: Option<String>,
 }
 
-/// The VNC server's port in browser sandboxes (x11vnc on the sandbox's loopback).
-pub const BROWSER_VNC_PORT: u16 = 5900;
-
 impl From<ConnectSession> for ConnectSessionView {
     fn from(s: ConnectSession) -> Self {
         let viewer_websocket = match (s.flow, s.browser_sandbox, s.state.is_terminal()) {
-            (ConnectFlow::Browser, Some(sb), false) => Some(format!(
-                "/api/v1/sandboxes/{sb}/ports/{BROWSER_VNC_PORT}/ws"
-            )),
+            (ConnectFlow::Browser, Some(_), false) => Some(format!("/api/v1/connect/{}/vnc", s.id)),
             _ => None,
         };
         Self {
@@ -387,6 +386,7 @@ impl From<ConnectSession> for ConnectSessionView {
             prompt: s.prompt,
             browser_sandbox: s.browser_sandbox,
             viewer_websocket,
+            viewer_url: None,
             created_at: s.created_at,
             expires_at: s.expires_at,
             completed_at: s.completed_at,

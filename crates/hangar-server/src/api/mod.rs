@@ -83,6 +83,7 @@ pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(connect::list, connect::start))
         .routes(routes!(connect::get, connect::cancel))
         .routes(routes!(connect::submit_code))
+        .routes(routes!(connect::vnc))
         .routes(routes!(connect::credentials))
         .routes(routes!(connect::remove_credential))
         .routes(routes!(connect::providers))

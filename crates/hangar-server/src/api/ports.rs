@@ -52,7 +52,8 @@ pub async fn port_ws(
         .on_upgrade(move |socket| bridge(socket, stream)))
 }
 
-async fn bridge(mut socket: WebSocket, stream: UnixStream) {
+/// Copies bytes between a WebSocket (binary messages) and a stream until either side ends.
+pub(super) async fn bridge(mut socket: WebSocket, stream: UnixStream) {
     let (mut from_sandbox, mut to_sandbox) = stream.into_split();
     let mut buf = vec![0u8; CHUNK];
     loop {

@@ -19,4 +19,4 @@ mod service;
 
 pub use error::ConnectError;
 pub use refresh::{RefreshReport, TOKEN_ENDPOINT_TIMEOUT};
-pub use service::{ConnectConfig, ConnectService, StartConnect};
+pub use service::{ConnectConfig, ConnectService, StartConnect, BROWSER_VNC_PORT};

@@ -8,8 +8,9 @@ use hangar_connect::{ProviderRegistry, ProviderSpec};
 use hangar_core::{
     ConnectFlow, ConnectSession, ConnectSessionId, ConnectState, CredentialStatus, ProviderId,
 };
-use hangar_identity::Principal;
+use hangar_identity::{Principal, TokenHash, ViewerToken};
 use hangar_store::{ConnectChange, Store, StoreError};
+use rand::rngs::OsRng;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -17,6 +18,9 @@ use super::ConnectError;
 use crate::clock::Clock;
 use crate::credentials::CredentialVault;
 use crate::sandboxes::SandboxService;
+
+/// The VNC server's port in browser sandboxes (x11vnc on the sandbox's loopback).
+pub const BROWSER_VNC_PORT: u16 = 5900;
 
 /// Settings of the connect service.
 #[derive(Debug, Clone)]
@@ -122,12 +126,13 @@ impl ConnectService {
             })
     }
 
-    /// Starts a connect session (`starting`) and its task; returns at once.
+    /// Starts a connect session (`starting`) and its task; returns at once. A browser-flow
+    /// session also gets a viewer token (returned here only, stored hashed).
     pub async fn start(
         self: &Arc<Self>,
         principal: &Principal,
         req: StartConnect,
-    ) -> Result<ConnectSession, ConnectError> {
+    ) -> Result<(ConnectSession, Option<ViewerToken>), ConnectError> {
         let spec = self.provider(&req.provider)?.clone();
         let flow = match req.flow {
             Some(flow) => flow,
@@ -158,6 +163,16 @@ impl ConnectService {
             self.config.sign_in_timeout,
         );
         self.store.connect_sessions().insert(&session).await?;
+        let viewer = if flow == ConnectFlow::Browser {
+            let token = ViewerToken::generate(&mut OsRng);
+            self.store
+                .connect_sessions()
+                .set_viewer_token_hash(session.id, &token.hash().to_hex())
+                .await?;
+            Some(token)
+        } else {
+            None
+        };
         let (tx, rx) = mpsc::channel(4);
         self.inputs
             .lock()
@@ -171,7 +186,52 @@ impl ConnectService {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(session.id, handle);
-        Ok(session)
+        Ok((session, viewer))
+    }
+
+    /// The session a viewer token was issued for. A wrong token and a missing session are
+    /// both [`ConnectError::NotFound`].
+    pub async fn authorize_viewer(
+        &self,
+        id: ConnectSessionId,
+        token: &str,
+    ) -> Result<ConnectSession, ConnectError> {
+        if !ViewerToken::is_viewer_token(token) {
+            return Err(ConnectError::NotFound);
+        }
+        self.store
+            .connect_sessions()
+            .get_by_viewer_token(id, &TokenHash::of(token).to_hex())
+            .await?
+            .ok_or(ConnectError::NotFound)
+    }
+
+    /// A byte stream to the VNC server of an open browser-flow session's sandbox.
+    pub async fn vnc_stream(
+        &self,
+        session: &ConnectSession,
+    ) -> Result<tokio::net::UnixStream, ConnectError> {
+        let sandbox = match (session.flow, session.browser_sandbox) {
+            (ConnectFlow::Browser, Some(sb)) if !session.state.is_terminal() => sb,
+            _ => {
+                return Err(ConnectError::WrongState {
+                    state: session.state,
+                    action: "show the remote browser of",
+                })
+            }
+        };
+        let owner = Principal {
+            user: session.owner,
+            name: String::new(),
+            is_admin: false,
+        };
+        self.sandboxes
+            .forward(&owner, sandbox, BROWSER_VNC_PORT)
+            .await
+            .map_err(|e| ConnectError::Invalid {
+                field: "viewer",
+                reason: format!("the remote browser does not answer: {e}"),
+            })
     }
 
     /// One of the caller's sessions.
