@@ -207,12 +207,14 @@ pub fn with_placeholder_refresh_token(
             continue;
         };
         let bytes = rewrite(files, &file.path, |doc| {
-            set(
-                doc,
-                &file.path,
-                pointer,
-                Value::String(PLACEHOLDER_REFRESH_TOKEN.to_owned()),
-            )
+            // A login without a refresh token (an API key) has nothing to hide.
+            match doc.pointer_mut(pointer) {
+                Some(slot) if slot.is_string() => {
+                    *slot = Value::String(PLACEHOLDER_REFRESH_TOKEN.to_owned());
+                }
+                _ => {}
+            }
+            Ok(())
         })?;
         out.insert(file.path.clone(), bytes);
     }
@@ -296,6 +298,16 @@ mod tests {
         let out = apply(&spec, &claude_files(), &keep, now).expect("apply");
         let doc: Value = serde_json::from_slice(&out[".claude/.credentials.json"]).expect("json");
         assert_eq!(doc["claudeAiOauth"]["refreshToken"], "rt-old");
+    }
+
+    #[test]
+    fn files_without_a_refresh_token_are_delivered_as_they_are() {
+        let spec = shipped("codex");
+        let doc = serde_json::json!({"auth_mode": "apikey", "OPENAI_API_KEY": "sk-x"});
+        let files = BTreeMap::from([(".codex/auth.json".to_owned(), doc.to_string().into_bytes())]);
+        let out = with_placeholder_refresh_token(&spec, &files).expect("placeholder");
+        let back: Value = serde_json::from_slice(&out[".codex/auth.json"]).expect("json");
+        assert_eq!(back, doc);
     }
 
     #[test]

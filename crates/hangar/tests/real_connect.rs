@@ -189,3 +189,83 @@ async fn claude_auth_status_confirms_the_delivered_credentials() -> anyhow::Resu
     )
     .await
 }
+
+/// The token flow needs no provider server at all, so it runs the real CLI end to end: the
+/// person's API key goes to `codex login --with-api-key` in the sandbox's terminal, the real
+/// codex writes its `auth.json`, hangar captures, seals and delivers it, and the real
+/// `codex login status` confirms.
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_api_key_login_runs_for_real_end_to_end() -> anyhow::Result<()> {
+    let tp = TestPlane::start_config(TestConfig {
+        connect: ConnectConfig {
+            browser_image: "default".into(),
+            browser_session: Vec::new(),
+            ..ConnectConfig::default()
+        },
+        images_dir: Some(default_image_store()),
+        ..TestConfig::default()
+    })
+    .await?;
+    let t = tp.admin_token.clone();
+    let sandbox = tp.running_sandbox(&t, "default").await?;
+    let (status, started) = tp
+        .request(
+            Method::POST,
+            "/api/v1/connect",
+            Some(&t),
+            Some(json!({"provider": "codex", "flow": "token"})),
+        )
+        .await?;
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap_or_default().to_owned();
+    let path = format!("/api/v1/connect/{id}");
+    wait_until(Duration::from_secs(60), "awaiting_user", || async {
+        let (_, v) = tp.request(Method::GET, &path, Some(&t), None).await?;
+        anyhow::ensure!(v["state"] != "failed", "{v}");
+        Ok((v["state"] == "awaiting_user").then_some(()))
+    })
+    .await?;
+    let key = "sk-hangar-test-0123456789abcdefghijklmnop";
+    let (status, body) = tp
+        .request(
+            Method::POST,
+            &format!("{path}/code"),
+            Some(&t),
+            Some(json!({"code": key})),
+        )
+        .await?;
+    assert_eq!(status, 204, "{body}");
+    let done = wait_until(Duration::from_secs(60), "completed", || async {
+        let (_, v) = tp.request(Method::GET, &path, Some(&t), None).await?;
+        Ok(v["state"]
+            .as_str()
+            .is_some_and(|s| matches!(s, "completed" | "failed" | "expired"))
+            .then_some(v))
+    })
+    .await?;
+    assert_eq!(done["state"], "completed", "{done}");
+    let check = wait_until(Duration::from_secs(60), "status check", || async {
+        let (_, list) = tp
+            .request(Method::GET, "/api/v1/credentials", Some(&t), None)
+            .await?;
+        Ok(list
+            .as_array()
+            .and_then(|l| l.first())
+            .filter(|c| c["last_check_at"].is_string())
+            .cloned())
+    })
+    .await?;
+    assert_eq!(check["last_check_ok"], true, "{check}");
+    assert!(
+        check["last_check_output"]
+            .as_str()
+            .unwrap_or("")
+            .contains("API key"),
+        "{check}"
+    );
+    let (_, out) = tp
+        .exec(&t, &sandbox, &["sh", "-c", "cat ~/.codex/auth.json"])
+        .await?;
+    assert!(out["stdout"].as_str().unwrap_or("").contains(key), "{out}");
+    tp.shutdown().await
+}

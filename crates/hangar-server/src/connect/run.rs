@@ -8,7 +8,7 @@ use hangar_connect::ProviderSpec;
 use hangar_core::{
     ConnectFlow, ConnectPrompt, ConnectSession, ConnectState, SandboxId, SandboxState,
 };
-use hangar_guest::protocol::{Event, Input, PtyRequest, WatchRequest, WatchedFile};
+use hangar_guest::protocol::{Event, ExecRequest, Input, PtyRequest, WatchRequest, WatchedFile};
 use hangar_identity::Principal;
 use hangar_store::{ConnectChange, NewCredential};
 use tokio::sync::mpsc;
@@ -23,6 +23,8 @@ const TRANSCRIPT_MAX: usize = 64 * 1024;
 const MAX_CREDENTIAL_FILE: u64 = 1024 * 1024;
 /// After the login command exits, how long to wait for its files before giving up.
 const AFTER_EXIT_GRACE: Duration = Duration::from_secs(3);
+/// Deadline of a login command that reads a token from standard input, in milliseconds.
+const LOGIN_COMMAND_TIMEOUT_MS: u64 = 60_000;
 /// Terminal size for login commands (wide, so long URLs are not wrapped).
 const LOGIN_ROWS: u16 = 50;
 const LOGIN_COLS: u16 = 400;
@@ -145,6 +147,57 @@ impl ConnectService {
             .map_err(|e| format!("watching the credential files: {e}"))?;
         let resolved = watch.paths().to_vec();
 
+        // 3a. A token or API key read from standard input: the CLI refuses a terminal there,
+        //     so it runs as a plain command once the person has given the token.
+        if flow_spec.input == Some(hangar_connect::FlowInput::TokenStdin) {
+            self.await_user(session, None).await?;
+            let token = input
+                .recv()
+                .await
+                .ok_or("the session closed before a token was given")?;
+            let mut env: Vec<(String, String)> = spec
+                .env
+                .iter()
+                .chain(flow_spec.env.iter())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            env.sort();
+            let out = guest
+                .exec_collect(
+                    ExecRequest {
+                        argv: flow_spec.argv.clone(),
+                        env,
+                        cwd: None,
+                        timeout_ms: Some(LOGIN_COMMAND_TIMEOUT_MS),
+                        stdin: Some(token),
+                    },
+                    Duration::from_millis(LOGIN_COMMAND_TIMEOUT_MS + 5_000),
+                )
+                .await
+                .map_err(|e| format!("running the login command: {e}"))?;
+            if out.status.code != Some(0) {
+                // Its error output, not its input: the token never reaches a message.
+                let tail: String = String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .chars()
+                    .take(200)
+                    .collect();
+                return Err(format!(
+                    "the login command exited with {:?}: {tail}",
+                    out.status.code
+                ));
+            }
+            return match watch.next_files(AFTER_EXIT_GRACE).await {
+                Ok(Some(files)) => {
+                    self.capture(owner, session, spec, &required, &resolved, files, &guest)
+                        .await
+                }
+                _ => Err("the login command wrote no credential files".into()),
+            };
+        }
+
         // 3. The provider's login command, in a terminal (some CLIs only log in from a TTY,
         //    and paste codes go to its input).
         let mut argv = Vec::new();
@@ -230,10 +283,6 @@ impl ConnectService {
                         .send(Input::Stdin(text))
                         .await
                         .map_err(|e| format!("passing the code to the login command: {e}"))?;
-                    if flow_spec.input == Some(hangar_connect::FlowInput::TokenStdin) {
-                        // The CLI reads the key until end of input.
-                        let _ = writer.send(Input::CloseStdin).await;
-                    }
                 }
             }
         }
