@@ -398,6 +398,82 @@ impl TestPlane {
         .await
     }
 
+    /// Starts a connect session as `token` (`flow` may be `None`); returns its JSON answer
+    /// (state `starting`, and the viewer URL for the browser flow).
+    pub async fn start_connect(
+        &self,
+        token: &str,
+        provider: &str,
+        flow: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let mut body = serde_json::json!({ "provider": provider });
+        if let Some(flow) = flow {
+            body["flow"] = serde_json::json!(flow);
+        }
+        let (status, v) = self
+            .request(
+                reqwest::Method::POST,
+                "/api/v1/connect",
+                Some(token),
+                Some(body),
+            )
+            .await?;
+        if status != 202 {
+            bail!("connect start answered {status}: {v}");
+        }
+        Ok(v)
+    }
+
+    /// Waits (up to `deadline`) until the connect session's state satisfies `done`.
+    pub async fn wait_connect(
+        &self,
+        token: &str,
+        id: &str,
+        deadline: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<Value> {
+        wait_until(deadline, &format!("connect session {id}"), || async {
+            let (status, v) = self
+                .request(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/connect/{id}"),
+                    Some(token),
+                    None,
+                )
+                .await?;
+            if status != 200 {
+                bail!("connect get answered {status}: {v}");
+            }
+            Ok(done(v["state"].as_str().unwrap_or("")).then_some(v))
+        })
+        .await
+    }
+
+    /// Waits (up to `deadline`) until the caller's first credential has a status check, and
+    /// returns its status.
+    pub async fn wait_status_check(
+        &self,
+        token: &str,
+        deadline: Duration,
+    ) -> anyhow::Result<Value> {
+        wait_until(deadline, "status check", || async {
+            let (_, list) = self
+                .request(
+                    reqwest::Method::GET,
+                    "/api/v1/credentials",
+                    Some(token),
+                    None,
+                )
+                .await?;
+            Ok(list
+                .as_array()
+                .and_then(|l| l.first())
+                .filter(|c| c["last_check_at"].is_string())
+                .cloned())
+        })
+        .await
+    }
+
     /// Creates a user and returns its token.
     pub async fn new_user(&self, name: &str) -> anyhow::Result<String> {
         let (status, v) = self

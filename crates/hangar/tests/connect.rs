@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use hangar_server::connect::ConnectConfig;
-use hangar_testkit::{images, wait_until, TestConfig, TestPlane};
+use hangar_testkit::{images, TestConfig, TestPlane};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -91,19 +91,6 @@ async fn session(tp: &TestPlane, token: &str, id: &str) -> anyhow::Result<Value>
     Ok(v)
 }
 
-async fn wait_session(
-    tp: &TestPlane,
-    token: &str,
-    id: &str,
-    done: impl Fn(&str) -> bool,
-) -> anyhow::Result<Value> {
-    wait_until(Duration::from_secs(30), "connect session", || async {
-        let v = session(tp, token, id).await?;
-        Ok(done(v["state"].as_str().unwrap_or("")).then_some(v))
-    })
-    .await
-}
-
 async fn cat(
     tp: &TestPlane,
     token: &str,
@@ -141,21 +128,16 @@ async fn device_code_login_is_captured_sealed_delivered_and_checked() -> anyhow:
     })
     .await?;
 
-    let (status, started) = tp
-        .request(
-            Method::POST,
-            "/api/v1/connect",
-            Some(&alice),
-            Some(json!({"provider": "fake_cli", "flow": "device_code"})),
-        )
+    let started = tp
+        .start_connect(&alice, "fake_cli", Some("device_code"))
         .await?;
-    assert_eq!(status, 202, "{started}");
     assert_eq!(started["state"], "starting");
     let id = started["id"].as_str().unwrap_or_default().to_owned();
-    let done = wait_session(&tp, &alice, &id, |s| {
-        s == "completed" || s == "failed" || s == "expired"
-    })
-    .await?;
+    let done = tp
+        .wait_connect(&alice, &id, Duration::from_secs(30), |s| {
+            s == "completed" || s == "failed" || s == "expired"
+        })
+        .await?;
     assert_eq!(done["state"], "completed", "{done}");
     assert_eq!(done["prompt"]["kind"], "verification_uri", "{done}");
     assert_eq!(done["prompt"]["user_code"], "ABCD-1234");
@@ -216,17 +198,9 @@ async fn device_code_login_is_captured_sealed_delivered_and_checked() -> anyhow:
     );
 
     // The CLI's own status command ran and said so; the expiry was read from the file.
-    let status = wait_until(Duration::from_secs(10), "status check", || async {
-        let (_, list) = tp
-            .request(Method::GET, "/api/v1/credentials", Some(&alice), None)
-            .await?;
-        Ok(list
-            .as_array()
-            .and_then(|l| l.first())
-            .filter(|c| c["last_check_at"].is_string())
-            .cloned())
-    })
-    .await?;
+    let status = tp
+        .wait_status_check(&alice, Duration::from_secs(10))
+        .await?;
     assert_eq!(status["provider"], "fake_cli");
     assert_eq!(status["last_check_ok"], true, "{status}");
     assert!(status["last_check_output"]
@@ -303,17 +277,11 @@ async fn device_code_login_is_captured_sealed_delivered_and_checked() -> anyhow:
 async fn sign_in_deadline_expires_the_session_and_tears_down() -> anyhow::Result<()> {
     let (tp, _providers) = plane(Duration::from_millis(2500)).await?;
     let t = tp.admin_token.clone();
-    let (status, started) = tp
-        .request(
-            Method::POST,
-            "/api/v1/connect",
-            Some(&t),
-            Some(json!({"provider": "fake_cli", "flow": "browser"})),
-        )
-        .await?;
-    assert_eq!(status, 202, "{started}");
+    let started = tp.start_connect(&t, "fake_cli", Some("browser")).await?;
     let id = started["id"].as_str().unwrap_or_default().to_owned();
-    let v = wait_session(&tp, &t, &id, |s| s == "awaiting_user").await?;
+    let v = tp
+        .wait_connect(&t, &id, Duration::from_secs(30), |s| s == "awaiting_user")
+        .await?;
     assert_eq!(v["prompt"]["kind"], "viewer");
     assert!(
         v["viewer_websocket"]
@@ -321,7 +289,9 @@ async fn sign_in_deadline_expires_the_session_and_tears_down() -> anyhow::Result
             .is_some_and(|w| w.ends_with("/vnc")),
         "{v}"
     );
-    let v = wait_session(&tp, &t, &id, |s| s != "awaiting_user").await?;
+    let v = tp
+        .wait_connect(&t, &id, Duration::from_secs(30), |s| s != "awaiting_user")
+        .await?;
     assert_eq!(v["state"], "expired", "{v}");
     assert!(v["viewer_websocket"].is_null());
     let browser = v["browser_sandbox"].as_str().unwrap_or_default().to_owned();
@@ -342,16 +312,11 @@ async fn sign_in_deadline_expires_the_session_and_tears_down() -> anyhow::Result
 async fn paste_code_reaches_the_login_and_bad_files_fail_the_session() -> anyhow::Result<()> {
     let (tp, _providers) = plane(Duration::from_secs(60)).await?;
     let t = tp.admin_token.clone();
-    let (_, started) = tp
-        .request(
-            Method::POST,
-            "/api/v1/connect",
-            Some(&t),
-            Some(json!({"provider": "fake_cli", "flow": "paste_code"})),
-        )
-        .await?;
+    let started = tp.start_connect(&t, "fake_cli", Some("paste_code")).await?;
     let id = started["id"].as_str().unwrap_or_default().to_owned();
-    let v = wait_session(&tp, &t, &id, |s| s != "starting").await?;
+    let v = tp
+        .wait_connect(&t, &id, Duration::from_secs(30), |s| s != "starting")
+        .await?;
     assert_eq!(v["state"], "awaiting_user", "{v}");
     assert_eq!(v["prompt"]["kind"], "authorize_url");
     let (status, _) = tp
@@ -364,7 +329,11 @@ async fn paste_code_reaches_the_login_and_bad_files_fail_the_session() -> anyhow
         .await?;
     assert_eq!(status, 204);
     // This stand-in writes a file without a refresh token: refused, nothing stored.
-    let v = wait_session(&tp, &t, &id, |s| s == "failed" || s == "completed").await?;
+    let v = tp
+        .wait_connect(&t, &id, Duration::from_secs(30), |s| {
+            s == "failed" || s == "completed"
+        })
+        .await?;
     assert_eq!(v["state"], "failed", "{v}");
     assert!(
         v["failure"].as_str().unwrap_or("").contains("refused"),
@@ -488,16 +457,15 @@ async fn hangar_alone_refreshes_and_every_live_sandbox_follows() -> anyhow::Resu
     let t = tp.admin_token.clone();
     let a = tp.running_sandbox(&t, images::BUSYBOX).await?;
     let b = tp.running_sandbox(&t, images::BUSYBOX).await?;
-    let (_, started) = tp
-        .request(
-            Method::POST,
-            "/api/v1/connect",
-            Some(&t),
-            Some(json!({"provider": "fake_cli", "flow": "device_code"})),
-        )
+    let started = tp
+        .start_connect(&t, "fake_cli", Some("device_code"))
         .await?;
     let id = started["id"].as_str().unwrap_or_default().to_owned();
-    let done = wait_session(&tp, &t, &id, |s| s == "completed" || s == "failed").await?;
+    let done = tp
+        .wait_connect(&t, &id, Duration::from_secs(30), |s| {
+            s == "completed" || s == "failed"
+        })
+        .await?;
     assert_eq!(done["state"], "completed", "{done}");
 
     let connect = tp.plane.state.connect.clone();
@@ -558,16 +526,11 @@ async fn hangar_alone_refreshes_and_every_live_sandbox_follows() -> anyhow::Resu
 async fn a_restart_ends_open_sessions_and_removes_their_browser_sandboxes() -> anyhow::Result<()> {
     let (tp, providers) = plane(Duration::from_secs(60)).await?;
     let t = tp.admin_token.clone();
-    let (_, started) = tp
-        .request(
-            Method::POST,
-            "/api/v1/connect",
-            Some(&t),
-            Some(json!({"provider": "fake_cli", "flow": "browser"})),
-        )
-        .await?;
+    let started = tp.start_connect(&t, "fake_cli", Some("browser")).await?;
     let id = started["id"].as_str().unwrap_or_default().to_owned();
-    let v = wait_session(&tp, &t, &id, |s| s == "awaiting_user").await?;
+    let v = tp
+        .wait_connect(&t, &id, Duration::from_secs(30), |s| s == "awaiting_user")
+        .await?;
     let browser = v["browser_sandbox"].as_str().unwrap_or_default().to_owned();
 
     // A second control plane over the same data directory, as after a restart.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use hangar_server::connect::ConnectConfig;
-use hangar_testkit::{default_image_store, wait_until, TestConfig, TestPlane};
+use hangar_testkit::{default_image_store, TestConfig, TestPlane};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -82,43 +82,15 @@ async fn connect_and_check(id: &str, files: &[(&str, String)], expect: &str) -> 
     .await?;
     let t = tp.admin_token.clone();
     let sandbox = tp.running_sandbox(&t, "default").await?;
-    let (status, started) = tp
-        .request(
-            Method::POST,
-            "/api/v1/connect",
-            Some(&t),
-            Some(json!({"provider": id, "flow": "device_code"})),
-        )
-        .await?;
-    assert_eq!(status, 202, "{started}");
+    let started = tp.start_connect(&t, id, Some("device_code")).await?;
     let session = started["id"].as_str().unwrap_or_default().to_owned();
-    let done = wait_until(Duration::from_secs(60), "connect", || async {
-        let (_, v) = tp
-            .request(
-                Method::GET,
-                &format!("/api/v1/connect/{session}"),
-                Some(&t),
-                None,
-            )
-            .await?;
-        Ok(v["state"]
-            .as_str()
-            .is_some_and(|s| !matches!(s, "starting" | "awaiting_user" | "capturing"))
-            .then_some(v))
-    })
-    .await?;
+    let done = tp
+        .wait_connect(&t, &session, Duration::from_secs(60), |s| {
+            !matches!(s, "starting" | "awaiting_user" | "capturing")
+        })
+        .await?;
     assert_eq!(done["state"], "completed", "{done}");
-    let check = wait_until(Duration::from_secs(60), "status check", || async {
-        let (_, list) = tp
-            .request(Method::GET, "/api/v1/credentials", Some(&t), None)
-            .await?;
-        Ok(list
-            .as_array()
-            .and_then(|l| l.first())
-            .filter(|c| c["last_check_at"].is_string())
-            .cloned())
-    })
-    .await?;
+    let check = tp.wait_status_check(&t, Duration::from_secs(60)).await?;
     assert_eq!(check["last_check_ok"], true, "{check}");
     assert!(
         check["last_check_output"]
@@ -208,23 +180,13 @@ async fn codex_api_key_login_runs_for_real_end_to_end() -> anyhow::Result<()> {
     .await?;
     let t = tp.admin_token.clone();
     let sandbox = tp.running_sandbox(&t, "default").await?;
-    let (status, started) = tp
-        .request(
-            Method::POST,
-            "/api/v1/connect",
-            Some(&t),
-            Some(json!({"provider": "codex", "flow": "token"})),
-        )
-        .await?;
-    assert_eq!(status, 202, "{started}");
+    let started = tp.start_connect(&t, "codex", Some("token")).await?;
     let id = started["id"].as_str().unwrap_or_default().to_owned();
     let path = format!("/api/v1/connect/{id}");
-    wait_until(Duration::from_secs(60), "awaiting_user", || async {
-        let (_, v) = tp.request(Method::GET, &path, Some(&t), None).await?;
-        anyhow::ensure!(v["state"] != "failed", "{v}");
-        Ok((v["state"] == "awaiting_user").then_some(()))
-    })
-    .await?;
+    let waiting = tp
+        .wait_connect(&t, &id, Duration::from_secs(60), |s| s != "starting")
+        .await?;
+    assert_eq!(waiting["state"], "awaiting_user", "{waiting}");
     let key = "sk-hangar-test-0123456789abcdefghijklmnop";
     let (status, body) = tp
         .request(
@@ -235,26 +197,13 @@ async fn codex_api_key_login_runs_for_real_end_to_end() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(status, 204, "{body}");
-    let done = wait_until(Duration::from_secs(60), "completed", || async {
-        let (_, v) = tp.request(Method::GET, &path, Some(&t), None).await?;
-        Ok(v["state"]
-            .as_str()
-            .is_some_and(|s| matches!(s, "completed" | "failed" | "expired"))
-            .then_some(v))
-    })
-    .await?;
+    let done = tp
+        .wait_connect(&t, &id, Duration::from_secs(60), |s| {
+            matches!(s, "completed" | "failed" | "expired")
+        })
+        .await?;
     assert_eq!(done["state"], "completed", "{done}");
-    let check = wait_until(Duration::from_secs(60), "status check", || async {
-        let (_, list) = tp
-            .request(Method::GET, "/api/v1/credentials", Some(&t), None)
-            .await?;
-        Ok(list
-            .as_array()
-            .and_then(|l| l.first())
-            .filter(|c| c["last_check_at"].is_string())
-            .cloned())
-    })
-    .await?;
+    let check = tp.wait_status_check(&t, Duration::from_secs(60)).await?;
     assert_eq!(check["last_check_ok"], true, "{check}");
     assert!(
         check["last_check_output"]

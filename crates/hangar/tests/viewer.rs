@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use hangar_testkit::{default_image_store, wait_until, workspace_root, TestConfig, TestPlane};
 use reqwest::Method;
-use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn viewer_draws_the_browser_sandbox_running_the_real_codex_login() -> anyhow::Result<()> {
@@ -19,32 +18,12 @@ async fn viewer_draws_the_browser_sandbox_running_the_real_codex_login() -> anyh
     })
     .await?;
     let t = tp.admin_token.clone();
-    let (status, started) = tp
-        .request(
-            Method::POST,
-            "/api/v1/connect",
-            Some(&t),
-            Some(json!({"provider": "codex", "flow": "browser"})),
-        )
-        .await?;
-    assert_eq!(status, 202, "{started}");
+    let started = tp.start_connect(&t, "codex", Some("browser")).await?;
     let id = started["id"].as_str().unwrap_or_default().to_owned();
-    let session = wait_until(Duration::from_secs(60), "awaiting_user", || async {
-        let (_, v) = tp
-            .request(
-                Method::GET,
-                &format!("/api/v1/connect/{id}"),
-                Some(&t),
-                None,
-            )
-            .await?;
-        anyhow::ensure!(
-            !matches!(v["state"].as_str(), Some("failed" | "expired")),
-            "session ended: {v}"
-        );
-        Ok((v["state"] == "awaiting_user").then_some(v))
-    })
-    .await?;
+    let session = tp
+        .wait_connect(&t, &id, Duration::from_secs(60), |s| s != "starting")
+        .await?;
+    assert_eq!(session["state"], "awaiting_user", "{session}");
     assert_eq!(session["prompt"]["kind"], "viewer");
     let browser = session["browser_sandbox"]
         .as_str()
