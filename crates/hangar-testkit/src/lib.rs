@@ -6,6 +6,8 @@
 //! **Architecture Invariant:** nothing here is a fake: the plane is the same
 //! [`hangar_server::local::LocalPlane`] that `hangar up` assembles.
 
+pub mod openai_auth;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
