@@ -197,7 +197,11 @@ fn b64url(bytes: &[u8]) -> String {
 pub fn jwt(claims: &Value) -> String {
     format!(
         "{}.{}.{}",
-        b64url(json!({"alg": "RS256", "typ": "JWT", "kid": "stand-in"}).to_string().as_bytes()),
+        b64url(
+            json!({"alg": "RS256", "typ": "JWT", "kid": "stand-in"})
+                .to_string()
+                .as_bytes()
+        ),
         b64url(claims.to_string().as_bytes()),
         b64url(b"stand-in-signature")
     )
@@ -280,6 +284,8 @@ fn random_token(len: usize) -> String {
         .collect()
 }
 
+// A stand-in server stamps its tokens with the wall clock, as the provider does.
+#[allow(clippy::disallowed_methods)]
 fn issue(inner: &mut Inner) -> Value {
     inner.counter += 1;
     let n = inner.counter;
@@ -356,7 +362,9 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -
     let grant = get("grant_type").to_owned();
     match answer {
         Ok(body) => {
-            inner.requests.push(format!("POST oauth/token {grant} -> 200"));
+            inner
+                .requests
+                .push(format!("POST oauth/token {grant} -> 200"));
             let mut resp = Json(body).into_response();
             resp.headers_mut().insert(
                 axum::http::header::CACHE_CONTROL,
