@@ -107,6 +107,17 @@ pub const DEFAULT_WATCH_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 /// [`WatchRequest::max_bytes`] when the field is absent: 1 MiB.
 pub const DEFAULT_WATCH_MAX_BYTES: u64 = 1024 * 1024;
 
+/// Directory under the agent user's home whose `*.env` files (`NAME=value` lines; blank
+/// lines and `#` comments skipped) the agent adds to the environment of every command it
+/// starts, in file-name order, below the request's own `env`. hangar delivers credentials
+/// that CLIs read from environment variables (`CLAUDE_CODE_OAUTH_TOKEN`, `GEMINI_API_KEY`)
+/// there, one file per provider, mode 0600.
+pub const CREDENTIAL_ENV_DIR: &str = ".hangar/env";
+
+/// Largest `*.env` file under [`CREDENTIAL_ENV_DIR`] the agent reads (64 KiB); larger ones
+/// are skipped.
+pub const MAX_ENV_FILE_BYTES: u64 = 64 * 1024;
+
 /// Most paths one `Watch` may list.
 pub const MAX_WATCH_PATHS: usize = 64;
 

@@ -56,7 +56,17 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             || session.flow == ConnectFlow::Token;
         if shown && !sent_code && needs_input {
             sent_code = true;
-            let code = read_line("Paste the code (or token) here: ")?;
+            let code = if session.flow == ConnectFlow::Token
+                && std::io::IsTerminal::is_terminal(&std::io::stdin())
+            {
+                // A token or API key is a secret: not echoed to the terminal (a script pipes
+                // it to standard input instead).
+                rpassword::prompt_password("Paste the token or API key (not shown): ")?
+                    .trim()
+                    .to_owned()
+            } else {
+                read_line("Paste the code here: ")?
+            };
             let _: () = api
                 .call(
                     Method::POST,

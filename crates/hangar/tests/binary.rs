@@ -386,6 +386,32 @@ async fn hangar_connect_walks_a_person_through_a_device_code() -> anyhow::Result
     assert!(table.contains("stand_in"), "{table}");
     let out = up.cli(&["credentials", "rm", "stand_in"])?;
     assert!(out.status.success());
+
+    // A script pipes an API key to `hangar connect --flow token` (a terminal would be asked
+    // without echo); the key is stored and never printed.
+    let key = "AIzaSyStandInKey0123456789abcdefghijkl";
+    let mut child = Command::new(HANGAR)
+        .args(["connect", "gemini_cli", "--flow", "token"])
+        .env("HANGAR_URL", &up.base)
+        .env("HANGAR_TOKEN", &up.token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        writeln!(stdin, "{key}")?;
+    }
+    let out = child.wait_with_output()?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("gemini_cli connected"), "{stdout}");
+    assert!(!stdout.contains(key) && !stderr.contains(key));
+    let list = up.cli_json(&["credentials", "ls"])?;
+    assert_eq!(list[0]["provider"], "gemini_cli", "{list}");
     cleanup(&up)?;
     up.stop()
 }

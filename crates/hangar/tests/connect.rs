@@ -560,3 +560,96 @@ async fn a_restart_ends_open_sessions_and_removes_their_browser_sandboxes() -> a
     assert_eq!(again.state.connect.recover().await?, 0);
     tp.shutdown().await
 }
+
+/// A credential the CLI reads from an environment variable (Gemini's `GEMINI_API_KEY`, from
+/// the shipped provider file): no sandbox and no command; the person's key is sealed as the
+/// provider's env file, and every command in the person's sandboxes sees the variable — in a
+/// sandbox that was running, and in one started later. Removal takes it away again, and a
+/// malformed key fails the session without storing anything or echoing it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_key_reaches_every_command_as_an_environment_variable() -> anyhow::Result<()> {
+    let (tp, _providers) = plane(Duration::from_secs(60)).await?;
+    let t = tp.admin_token.clone();
+    let before = tp.running_sandbox(&t, images::BUSYBOX).await?;
+    let printenv = [
+        "sh",
+        "-c",
+        "echo \"${GEMINI_API_KEY-unset}\"; ls -l ~/.hangar/env | tail -n +2 | cut -c1-10",
+    ];
+
+    // A key with a newline is refused at the door (422); one with a space passes the door but
+    // not the env-file rules: the session fails, stores nothing and does not echo it.
+    let started = tp.start_connect(&t, "gemini_cli", Some("token")).await?;
+    let id = started["id"].as_str().unwrap_or_default().to_owned();
+    tp.wait_connect(&t, &id, Duration::from_secs(30), |s| s == "awaiting_user")
+        .await?;
+    assert!(started["browser_sandbox"].is_null(), "{started}");
+    let code = |c: &'static str| {
+        let path = format!("/api/v1/connect/{id}/code");
+        let tp = &tp;
+        let t = &t;
+        async move {
+            tp.request(Method::POST, &path, Some(t), Some(json!({ "code": c })))
+                .await
+        }
+    };
+    assert_eq!(code("AIza-bad\nkey").await?.0, 422);
+    assert_eq!(code("AIza-bad key").await?.0, 204);
+    let failed = tp
+        .wait_connect(&t, &id, Duration::from_secs(30), |s| s == "failed")
+        .await?;
+    assert!(!failed.to_string().contains("AIza-bad"), "{failed}");
+    let (_, list) = tp
+        .request(Method::GET, "/api/v1/credentials", Some(&t), None)
+        .await?;
+    assert_eq!(list, json!([]));
+
+    let key = "AIzaSyStandInKey0123456789abcdefghijkl";
+    let started = tp.start_connect(&t, "gemini_cli", Some("token")).await?;
+    let id = started["id"].as_str().unwrap_or_default().to_owned();
+    tp.wait_connect(&t, &id, Duration::from_secs(30), |s| s == "awaiting_user")
+        .await?;
+    let (status, _) = tp
+        .request(
+            Method::POST,
+            &format!("/api/v1/connect/{id}/code"),
+            Some(&t),
+            Some(json!({"code": format!("  {key}\n")})),
+        )
+        .await?;
+    assert_eq!(status, 204);
+    let done = tp
+        .wait_connect(&t, &id, Duration::from_secs(30), |s| {
+            matches!(s, "completed" | "failed" | "expired")
+        })
+        .await?;
+    assert_eq!(done["state"], "completed", "{done}");
+    let check = tp.wait_status_check(&t, Duration::from_secs(10)).await?;
+    assert_eq!(check["provider"], "gemini_cli", "{check}");
+    assert_eq!(check["last_check_ok"], true, "{check}");
+
+    let (_, out) = tp.exec(&t, &before, &printenv).await?;
+    assert_eq!(out["stdout"], format!("{key}\n-rw-------\n"), "{out}");
+    let later = tp.running_sandbox(&t, images::BUSYBOX).await?;
+    let (_, out) = tp.exec(&t, &later, &printenv).await?;
+    assert_eq!(out["stdout"], format!("{key}\n-rw-------\n"), "{out}");
+
+    let (status, _) = tp
+        .request(
+            Method::DELETE,
+            "/api/v1/credentials/gemini_cli",
+            Some(&t),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 204);
+    let (_, out) = tp
+        .exec(
+            &t,
+            &before,
+            &["sh", "-c", "echo \"${GEMINI_API_KEY-unset}\""],
+        )
+        .await?;
+    assert_eq!(out["stdout"], "unset\n", "{out}");
+    tp.shutdown().await
+}

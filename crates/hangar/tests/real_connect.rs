@@ -218,3 +218,57 @@ async fn codex_api_key_login_runs_for_real_end_to_end() -> anyhow::Result<()> {
     assert!(out["stdout"].as_str().unwrap_or("").contains(key), "{out}");
     tp.shutdown().await
 }
+
+/// Claude Code's long-lived token (what `claude setup-token` prints) is a credential the CLI
+/// reads from `CLAUDE_CODE_OAUTH_TOKEN`: the person gives it, hangar seals it and every command
+/// in the person's sandboxes sees it, and the real `claude auth status` in the default image
+/// reports the login from it (it reads the variable; no network).
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_oauth_token_from_the_environment_is_confirmed_by_claude() -> anyhow::Result<()> {
+    let tp = TestPlane::start_config(TestConfig {
+        images_dir: Some(default_image_store()),
+        ..TestConfig::default()
+    })
+    .await?;
+    let t = tp.admin_token.clone();
+    let sandbox = tp.running_sandbox(&t, "default").await?;
+    let started = tp.start_connect(&t, "claude_code", Some("token")).await?;
+    let id = started["id"].as_str().unwrap_or_default().to_owned();
+    tp.wait_connect(&t, &id, Duration::from_secs(30), |s| s == "awaiting_user")
+        .await?;
+    let token = "sk-ant-oat01-StandInToken0123456789abcdefghijklmnopqrstuvwxyz";
+    let (status, body) = tp
+        .request(
+            Method::POST,
+            &format!("/api/v1/connect/{id}/code"),
+            Some(&t),
+            Some(json!({ "code": token })),
+        )
+        .await?;
+    assert_eq!(status, 204, "{body}");
+    let done = tp
+        .wait_connect(&t, &id, Duration::from_secs(30), |s| {
+            matches!(s, "completed" | "failed" | "expired")
+        })
+        .await?;
+    assert_eq!(done["state"], "completed", "{done}");
+    let check = tp.wait_status_check(&t, Duration::from_secs(60)).await?;
+    assert_eq!(check["last_check_ok"], true, "{check}");
+    // What claude said: logged in, by the token from the environment.
+    assert!(
+        check["last_check_output"]
+            .as_str()
+            .unwrap_or("")
+            .contains("\"authMethod\": \"oauth_token\""),
+        "{check}"
+    );
+    let (_, out) = tp
+        .exec(
+            &t,
+            &sandbox,
+            &["sh", "-c", "printenv CLAUDE_CODE_OAUTH_TOKEN"],
+        )
+        .await?;
+    assert_eq!(out["stdout"], format!("{token}\n"), "{out}");
+    tp.shutdown().await
+}

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, CREDENTIAL_ENV_DIR, MAX_ENV_FILE_BYTES};
 
 /// `PATH` given to every command unless the request overrides it.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -75,6 +75,9 @@ pub(crate) fn command_env(
     if tty {
         env.push(("TERM".into(), DEFAULT_TERM.into()));
     }
+    for (key, value) in credential_env(Path::new(home)) {
+        set(&mut env, key, value);
+    }
     for (key, value) in overrides {
         if key.is_empty() || key.contains('=') || key.contains('\0') {
             return Err((
@@ -82,12 +85,56 @@ pub(crate) fn command_env(
                 format!("invalid environment variable name {key:?}"),
             ));
         }
-        match env.iter_mut().find(|(k, _)| k == key) {
-            Some(slot) => slot.1.clone_from(value),
-            None => env.push((key.clone(), value.clone())),
-        }
+        set(&mut env, key.clone(), value.clone());
     }
     Ok(env)
+}
+
+fn set(env: &mut Vec<(String, String)>, key: String, value: String) {
+    match env.iter_mut().find(|(k, _)| *k == key) {
+        Some(slot) => slot.1 = value,
+        None => env.push((key, value)),
+    }
+}
+
+/// The variables of every `*.env` file in `home`/[`CREDENTIAL_ENV_DIR`], in file-name order
+/// (later files win). Unreadable or oversized files and malformed lines are skipped: a
+/// broken credential file must not stop commands from starting.
+pub(crate) fn credential_env(home: &Path) -> Vec<(String, String)> {
+    let dir = home.join(CREDENTIAL_ENV_DIR);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "env"))
+        .filter(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() <= MAX_ENV_FILE_BYTES)
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|text| parse_env_file(&text))
+        .collect()
+}
+
+/// `NAME=value` lines; blank lines and `#` comments skipped, names must be non-empty and
+/// free of `=`, whitespace and NUL, values free of NUL. No quoting or expansion.
+pub(crate) fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, v)| {
+            !k.is_empty()
+                && !k.contains(|c: char| c.is_whitespace() || c == '\0')
+                && !v.contains('\0')
+        })
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 /// The value of `key` in an environment list.
@@ -176,6 +223,46 @@ dev:x:1000:1000:Dev,,,:/home/dev:/bin/zsh
         assert_eq!(get(&env, "HOME"), Some("/"));
         assert_eq!(get(&env, "PATH"), Some(DEFAULT_PATH));
         assert_eq!(get(&env, "TERM"), None);
+    }
+
+    #[test]
+    fn env_files_parse_strictly() {
+        let text =
+            "# comment\n\nA=1\nB=x=y\r\n=nope\nBAD NAME=2\nno-equals\n  # indented comment\nC=\n";
+        assert_eq!(
+            parse_env_file(text),
+            vec![
+                ("A".to_owned(), "1".to_owned()),
+                ("B".to_owned(), "x=y".to_owned()),
+                ("C".to_owned(), String::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn credential_env_files_sit_between_defaults_and_overrides() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let dir = home.path().join(CREDENTIAL_ENV_DIR);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("b.env"), "TOKEN=from-b\nONLY_B=1\n").expect("write");
+        std::fs::write(dir.join("a.env"), "TOKEN=from-a\nLANG=xx\n").expect("write");
+        std::fs::write(dir.join("c.txt"), "IGNORED=1\n").expect("write");
+        let big = "X=".to_owned() + &"y".repeat(usize::try_from(MAX_ENV_FILE_BYTES).unwrap_or(0));
+        std::fs::write(dir.join("d.env"), big).expect("write");
+        let user = PasswdEntry {
+            name: "dev".into(),
+            home: home.path().to_string_lossy().into_owned(),
+        };
+        let env =
+            command_env(Some(&user), &[("ONLY_B".into(), "req".into())], false).expect("valid env");
+        // Later files win over earlier ones and over defaults; the request wins over all.
+        assert_eq!(get(&env, "TOKEN"), Some("from-b"));
+        assert_eq!(get(&env, "LANG"), Some("xx"));
+        assert_eq!(get(&env, "ONLY_B"), Some("req"));
+        assert_eq!(get(&env, "IGNORED"), None);
+        assert_eq!(get(&env, "X"), None, "oversized files are skipped");
+        // No directory, no variables.
+        assert!(credential_env(Path::new("/definitely/not/here")).is_empty());
     }
 
     #[test]

@@ -204,7 +204,9 @@ impl ConnectService {
             argv.extend(
                 spec.files
                     .iter()
-                    .map(|f| format!("{}/{}", home.trim_end_matches('/'), f.path)),
+                    .map(|f| f.path.clone())
+                    .chain(std::iter::once(super::run::env_file_path(spec)))
+                    .map(|p| format!("{}/{}", home.trim_end_matches('/'), p)),
             );
             let req = ExecRequest {
                 argv,

@@ -112,6 +112,26 @@ impl ConnectService {
             .flow(flow)
             .ok_or_else(|| format!("provider offers no {flow} flow"))?;
 
+        // 0. A token the CLI reads from an environment variable needs no sandbox and no
+        //    command: the person gives it, hangar seals it as the provider's env file.
+        if let Some(var) = &flow_spec.token_env {
+            self.await_user(session, None).await?;
+            let token = input
+                .recv()
+                .await
+                .ok_or("the session closed before a token was given")?;
+            let file = env_credential_file(spec, var, &token)?;
+            return self
+                .seal_and_complete(
+                    owner,
+                    session,
+                    spec,
+                    CredentialFiles { files: vec![file] },
+                    None,
+                )
+                .await;
+        }
+
         // 1. The browser sandbox, recorded on the session as soon as it exists.
         let sandbox = self
             .sandboxes
@@ -357,26 +377,6 @@ impl ConnectService {
         files: Vec<WatchedFile>,
         guest: &hangar_guest::client::GuestClient,
     ) -> Result<(), String> {
-        let current = self
-            .store
-            .connect_sessions()
-            .get(session.id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("session vanished")?;
-        if !current.state.accepts_credentials() {
-            return Err(format!(
-                "session is {} and takes no credentials",
-                current.state
-            ));
-        }
-        self.advance(
-            session,
-            current.state,
-            ConnectState::Capturing,
-            ConnectChange::default(),
-        )
-        .await?;
         let mut by_path: BTreeMap<String, (u32, Vec<u8>)> = BTreeMap::new();
         for (file, rel) in files.into_iter().zip(required.iter()) {
             by_path.insert((*rel).to_owned(), (file.mode & 0o777, file.data));
@@ -413,6 +413,41 @@ impl ConnectService {
                 })
                 .collect(),
         };
+        self.seal_and_complete(owner, session, spec, files, summary.access_token_expires_at)
+            .await
+    }
+
+    /// Seals `files` as the owner's credential for `spec` and completes the session in the
+    /// same store transaction (compare-and-set from `capturing`; a session that is no longer
+    /// open takes nothing).
+    async fn seal_and_complete(
+        &self,
+        owner: &Principal,
+        session: &ConnectSession,
+        spec: &ProviderSpec,
+        files: CredentialFiles,
+        access_token_expires_at: Option<hangar_core::Timestamp>,
+    ) -> Result<(), String> {
+        let current = self
+            .store
+            .connect_sessions()
+            .get(session.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("session vanished")?;
+        if !current.state.accepts_credentials() {
+            return Err(format!(
+                "session is {} and takes no credentials",
+                current.state
+            ));
+        }
+        self.advance(
+            session,
+            current.state,
+            ConnectState::Capturing,
+            ConnectChange::default(),
+        )
+        .await?;
         let previous = self
             .store
             .credentials()
@@ -435,7 +470,7 @@ impl ConnectService {
                     record_version: version,
                     sealed: sealed.to_bytes(),
                     kek_version: sealed.kek_version,
-                    access_token_expires_at: summary.access_token_expires_at,
+                    access_token_expires_at,
                 },
                 previous,
                 self.clock.now(),
@@ -444,6 +479,46 @@ impl ConnectService {
             .map(|_| ())
             .map_err(|e| format!("storing the credential: {e}"))
     }
+}
+
+/// Longest token accepted for an environment-variable credential, in bytes.
+const MAX_ENV_TOKEN: usize = 4096;
+
+/// Where a provider's environment-variable credential is delivered, relative to the sandbox
+/// user's home: `.hangar/env/<provider>.env`, which the guest agent reads for every command
+/// ([`hangar_guest::protocol::CREDENTIAL_ENV_DIR`]).
+pub(super) fn env_file_path(spec: &ProviderSpec) -> String {
+    format!(
+        "{}/{}.env",
+        hangar_guest::protocol::CREDENTIAL_ENV_DIR,
+        spec.id
+    )
+}
+
+/// The env file carrying `token` as `var` (`VAR=token` and a newline, mode 0600). The token is
+/// trimmed; it must then be one line of visible ASCII, at most [`MAX_ENV_TOKEN`] bytes.
+/// The error names the rule, never the token.
+fn env_credential_file(
+    spec: &ProviderSpec,
+    var: &str,
+    token: &[u8],
+) -> Result<CredentialFile, String> {
+    let token = std::str::from_utf8(token)
+        .map(str::trim)
+        .map_err(|_| "the token is not text".to_owned())?;
+    if token.is_empty()
+        || token.len() > MAX_ENV_TOKEN
+        || !token.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(format!(
+            "the token must be one line of visible ASCII, 1 to {MAX_ENV_TOKEN} bytes"
+        ));
+    }
+    Ok(CredentialFile {
+        path: env_file_path(spec),
+        mode: 0o600,
+        data: format!("{var}={token}\n").into_bytes(),
+    })
 }
 
 /// The person's prompt, once the login command's output shows it.

@@ -142,18 +142,10 @@ impl ConnectService {
                 }
             })?,
         };
-        let flow_spec = spec.flow(flow).ok_or(ConnectError::UnsupportedFlow {
+        spec.flow(flow).ok_or(ConnectError::UnsupportedFlow {
             provider: req.provider.clone(),
             flow,
         })?;
-        if flow_spec.argv.is_empty() {
-            // A token passed only by environment (no login command, no files) is not a
-            // credential hangar can capture yet.
-            return Err(ConnectError::UnsupportedFlow {
-                provider: req.provider,
-                flow,
-            });
-        }
         let session = ConnectSession::new(
             ConnectSessionId::from_uuid(uuid::Uuid::now_v7()),
             principal.user,
