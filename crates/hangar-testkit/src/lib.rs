@@ -6,7 +6,9 @@
 //! **Architecture Invariant:** nothing here is a fake: the plane is the same
 //! [`hangar_server::local::LocalPlane`] that `hangar up` assembles.
 
+pub mod google_auth;
 pub mod openai_auth;
+pub mod standin;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -24,19 +24,19 @@
 //! (`SSL_CERT_FILE`) inside the test sandbox only.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use anyhow::Context;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use base64::Engine;
 use serde_json::{json, Value};
-use sha2::Digest;
+
+use crate::standin::{
+    jwt, oauth_error, pkce_s256, random_token, serve_tls_in_netns, token_params, unix_now,
+};
 
 /// The issuer the Codex CLI has built in.
 pub const ISSUER: &str = "https://auth.openai.com";
@@ -96,15 +96,6 @@ impl OpenAiAuthStandIn {
     /// example `/proc/PID/ns/net` of a sandbox's first process). Fails if the namespace cannot
     /// be entered or the port is taken.
     pub async fn start_in_netns(netns: &Path) -> anyhow::Result<Self> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let (ca_pem, cert_pem, key_pem) = certificates()?;
-        let listener = listen_in_netns(netns, SocketAddr::from(([127, 0, 0, 1], 443)))?;
-        let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
-            cert_pem.into_bytes(),
-            key_pem.into_bytes(),
-        )
-        .await
-        .context("TLS configuration")?;
         let shared = Shared::default();
         let app = Router::new()
             .route("/api/accounts/deviceauth/usercode", post(user_code))
@@ -112,11 +103,7 @@ impl OpenAiAuthStandIn {
             .route("/oauth/token", post(token))
             .fallback(unknown)
             .with_state(shared.clone());
-        let handle = axum_server::Handle::new();
-        let server = axum_server::from_tcp_rustls(listener, tls).handle(handle.clone());
-        tokio::spawn(async move {
-            let _ = server.serve(app.into_make_service()).await;
-        });
+        let (ca_pem, handle) = serve_tls_in_netns(netns, &[HOST], app).await?;
         Ok(Self {
             shared,
             ca_pem,
@@ -147,68 +134,6 @@ impl OpenAiAuthStandIn {
     pub fn requests(&self) -> Vec<String> {
         self.shared.lock().requests.clone()
     }
-}
-
-/// Binds `addr` from a thread that entered the network namespace at `netns`; the socket stays
-/// in that namespace whichever thread uses it later.
-fn listen_in_netns(netns: &Path, addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
-    let netns = netns.to_owned();
-    std::thread::spawn(move || -> anyhow::Result<std::net::TcpListener> {
-        let ns = std::fs::File::open(&netns).with_context(|| format!("open {netns:?}"))?;
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
-        let listener = std::net::TcpListener::bind(addr).with_context(|| format!("bind {addr}"))?;
-        listener.set_nonblocking(true)?;
-        Ok(listener)
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("the netns thread panicked"))?
-}
-
-/// A throw-away CA and a server certificate for [`HOST`] signed by it: (CA PEM, cert PEM,
-/// key PEM).
-fn certificates() -> anyhow::Result<(String, String, String)> {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "hangar test CA (stand-in)");
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    let ca_key = rcgen::KeyPair::generate()?;
-    let ca = ca_params.self_signed(&ca_key)?;
-    let mut params = rcgen::CertificateParams::new(vec![HOST.to_owned()])?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, HOST);
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let key = rcgen::KeyPair::generate()?;
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let cert = params.signed_by(&key, &issuer)?;
-    Ok((ca.pem(), cert.pem(), key.serialize_pem()))
-}
-
-fn b64url(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// A JWT-shaped token with `claims` (unsigned: the CLI reads claims, it does not verify).
-pub fn jwt(claims: &Value) -> String {
-    format!(
-        "{}.{}.{}",
-        b64url(
-            json!({"alg": "RS256", "typ": "JWT", "kid": "stand-in"})
-                .to_string()
-                .as_bytes()
-        ),
-        b64url(claims.to_string().as_bytes()),
-        b64url(b"stand-in-signature")
-    )
-}
-
-fn oauth_error(status: StatusCode, code: &str) -> Response {
-    (status, Json(json!({"error": code}))).into_response()
 }
 
 fn log(shared: &Shared, what: String) {
@@ -261,7 +186,7 @@ async fn device_token(State(shared): State<Shared>, body: String) -> Response {
     }
     inner.device.remove(id);
     let verifier = random_token(43);
-    let challenge = b64url(&sha2::Sha256::digest(verifier.as_bytes()));
+    let challenge = pkce_s256(&verifier);
     let authorization_code = random_token(24);
     inner.codes.insert(
         authorization_code.clone(),
@@ -275,25 +200,10 @@ async fn device_token(State(shared): State<Shared>, body: String) -> Response {
     .into_response()
 }
 
-fn random_token(len: usize) -> String {
-    use rand::Rng;
-    rand::thread_rng()
-        .sample_iter(rand::distributions::Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
-}
-
-// A stand-in server stamps its tokens with the wall clock, as the provider does.
-#[allow(clippy::disallowed_methods)]
 fn issue(inner: &mut Inner) -> Value {
     inner.counter += 1;
     let n = inner.counter;
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-        + 3600;
+    let exp = unix_now() + 3600;
     let claims = json!({
         "iss": ISSUER,
         "aud": CLIENT_ID,
@@ -323,19 +233,7 @@ fn issue(inner: &mut Inner) -> Value {
 
 /// `/oauth/token`: form or JSON bodies, as the CLI sends either depending on the grant.
 async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -> Response {
-    let json_body = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let params: HashMap<String, String> = if json_body {
-        serde_json::from_str::<HashMap<String, Value>>(&body)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
-            .collect()
-    } else {
-        url_form(&body)
-    };
+    let params = token_params(&headers, &body);
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
     let mut inner = shared.lock();
     let answer = if get("client_id") != CLIENT_ID {
@@ -345,8 +243,7 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -
             "authorization_code" => match inner.codes.remove(get("code")) {
                 Some((challenge, redirect_uri))
                     if redirect_uri == get("redirect_uri")
-                        && b64url(&sha2::Sha256::digest(get("code_verifier").as_bytes()))
-                            == challenge =>
+                        && pkce_s256(get("code_verifier")) == challenge =>
                 {
                     Ok(issue(&mut inner))
                 }
@@ -380,11 +277,4 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -
             oauth_error(status, code)
         }
     }
-}
-
-/// Parses an `application/x-www-form-urlencoded` body (percent-decoding, `+` as space).
-fn url_form(body: &str) -> HashMap<String, String> {
-    reqwest::Url::parse(&format!("http://x/?{body}"))
-        .map(|u| u.query_pairs().into_owned().collect())
-        .unwrap_or_default()
 }

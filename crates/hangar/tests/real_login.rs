@@ -1,20 +1,24 @@
-//! The real Codex CLI signs in for real: `codex login --device-auth`, from the default image,
-//! in the browser sandbox of a connect session, against a stand-in of auth.openai.com
-//! (`hangar_testkit::openai_auth`, which says it is a stand-in).
+//! The real CLIs sign in for real, from the default image, in the browser sandbox of a connect
+//! session: `codex login --device-auth` against a stand-in of auth.openai.com
+//! (`hangar_testkit::openai_auth`), and the Gemini CLI's "Login with Google" paste-code flow
+//! against a stand-in of Google's OAuth endpoints (`hangar_testkit::google_auth`). Both say
+//! they are stand-ins.
 //!
-//! auth.openai.com cannot be reached from here, so the CLI is pointed at the stand-in by name
-//! resolution and a test CA inside the test sandbox only: the test adds
-//! `127.0.0.1 auth.openai.com` to that sandbox's `/etc/hosts`, writes the test CA into it,
-//! and the flow's environment sets `SSL_CERT_FILE` to it. The stand-in listens on
-//! `127.0.0.1:443` inside that sandbox's own network namespace. Nothing else is changed:
-//! the CLI, its device code flow, PKCE code exchange and `auth.json` writing are the real
-//! ones; hangar's capture, vault, delivery and the real `codex login status` follow.
+//! The providers cannot be reached from here, so each CLI is pointed at its stand-in by name
+//! resolution and a test CA inside the test sandbox only: the test adds the provider's host
+//! names as `127.0.0.1` to that sandbox's `/etc/hosts`, writes the test CA into it, and the
+//! flow's environment names it (`SSL_CERT_FILE` for codex, `NODE_EXTRA_CA_CERTS` for the
+//! Node-based Gemini CLI). The stand-in listens on `127.0.0.1:443` inside that sandbox's own
+//! network namespace. Nothing else is changed: the CLIs, their flows, PKCE code exchanges and
+//! credential files are the real ones; hangar's capture, vault, delivery and status checks
+//! follow.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use hangar_server::connect::ConnectConfig;
+use hangar_testkit::google_auth::GoogleAuthStandIn;
 use hangar_testkit::openai_auth::OpenAiAuthStandIn;
 use hangar_testkit::{default_image_store, wait_until, TestConfig, TestPlane};
 use reqwest::Method;
@@ -22,22 +26,22 @@ use reqwest::Method;
 /// Where the test puts its files inside the browser sandbox.
 const TEST_DIR: &str = "etc/hangar-test";
 
-/// The shipped codex provider, with the device code login gated on the test's set-up (a
-/// bounded wait for `/etc/hangar-test/ready`) and pointed at the test CA. Everything else
-/// (files, modes, status command, prompt regexes) is the shipped file's.
-fn codex_provider_for_stand_in() -> anyhow::Result<String> {
-    let shipped =
-        std::fs::read_to_string(hangar_testkit::workspace_root().join("providers/codex.toml"))?;
+/// The shipped provider file `id`, with the login of `flow` gated on the test's set-up (a
+/// bounded wait for `/etc/hangar-test/ready`) and given the test CA through `ca_env`.
+/// Everything else (files, modes, status command, prompt regexes, the flow's own
+/// environment) is the shipped file's.
+fn provider_for_stand_in(id: &str, flow: &str, ca_env: &str) -> anyhow::Result<String> {
+    let shipped = std::fs::read_to_string(
+        hangar_testkit::workspace_root().join(format!("providers/{id}.toml")),
+    )?;
     let mut spec: toml::Table = toml::from_str(&shipped)?;
-    let flows = spec
+    let flow_spec = spec
         .get_mut("flows")
         .and_then(|f| f.as_table_mut())
-        .ok_or_else(|| anyhow::anyhow!("codex.toml has no flows"))?;
-    let device = flows
-        .get_mut("device_code")
+        .and_then(|f| f.get_mut(flow))
         .and_then(|f| f.as_table_mut())
-        .ok_or_else(|| anyhow::anyhow!("codex.toml has no device_code flow"))?;
-    let argv: Vec<String> = device["argv"]
+        .ok_or_else(|| anyhow::anyhow!("{id}.toml has no {flow} flow"))?;
+    let argv: Vec<String> = flow_spec["argv"]
         .as_array()
         .map(|a| {
             a.iter()
@@ -49,14 +53,91 @@ fn codex_provider_for_stand_in() -> anyhow::Result<String> {
         "i=0; while [ ! -e /{TEST_DIR}/ready ]; do i=$((i+1)); [ $i -gt 600 ] && exit 3; sleep 0.1; done; exec {}",
         argv.join(" ")
     );
-    device.insert(
+    flow_spec.insert(
         "argv".into(),
         toml::Value::Array(vec!["sh".into(), "-c".into(), script.into()]),
     );
-    let mut env = toml::Table::new();
-    env.insert("SSL_CERT_FILE".into(), format!("/{TEST_DIR}/ca.pem").into());
-    device.insert("env".into(), toml::Value::Table(env));
+    let env = flow_spec
+        .entry("env")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(env) = env.as_table_mut() {
+        env.insert(ca_env.into(), format!("/{TEST_DIR}/ca.pem").into());
+    }
     Ok(toml::to_string(&spec)?)
+}
+
+/// A plane whose provider `id` is gated as [`provider_for_stand_in`] describes, with a running
+/// CLI sandbox of the default image; starts a connect session of `flow` and returns the plane,
+/// the CLI sandbox, the session id and its browser sandbox once that runs.
+async fn start_gated_session(
+    id: &str,
+    flow: &str,
+    ca_env: &str,
+) -> anyhow::Result<(TestPlane, tempfile::TempDir, String, String, String)> {
+    let providers = tempfile::tempdir()?;
+    std::fs::write(
+        providers.path().join(format!("{id}.toml")),
+        provider_for_stand_in(id, flow, ca_env)?,
+    )?;
+    let tp = TestPlane::start_config(TestConfig {
+        connect: ConnectConfig {
+            browser_image: "default".into(),
+            ..ConnectConfig::default()
+        },
+        images_dir: Some(default_image_store()),
+        providers_dir: Some(providers.path().to_owned()),
+        ..TestConfig::default()
+    })
+    .await?;
+    let t = tp.admin_token.clone();
+    let cli_sandbox = tp.running_sandbox(&t, "default").await?;
+    let started = tp.start_connect(&t, id, Some(flow)).await?;
+    let session = started["id"].as_str().unwrap_or_default().to_owned();
+    // The session names its browser sandbox once it prompts; before that it is the caller's
+    // other sandbox.
+    let browser = wait_until(Duration::from_secs(60), "browser sandbox", || async {
+        let (_, list) = tp
+            .request(Method::GET, "/api/v1/sandboxes", Some(&t), None)
+            .await?;
+        Ok(list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["id"].as_str())
+            .find(|s| *s != cli_sandbox)
+            .map(str::to_owned))
+    })
+    .await?;
+    tp.wait_state(&t, &browser, Duration::from_secs(60), |s| s == "running")
+        .await?;
+    Ok((tp, providers, cli_sandbox, session, browser))
+}
+
+/// Points `hosts` at `127.0.0.1` in the browser sandbox's `/etc/hosts`, writes the test CA,
+/// and lets the gated login go.
+fn point_at_stand_in(
+    tp: &TestPlane,
+    browser: &str,
+    hosts: &[&str],
+    ca_pem: &str,
+) -> anyhow::Result<()> {
+    let rootfs = tp
+        .data
+        .path()
+        .join("sandboxes")
+        .join(browser)
+        .join("rootfs");
+    let path = rootfs.join("etc/hosts");
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    text.push('\n');
+    for host in hosts {
+        text.push_str(&format!("127.0.0.1 {host}\n"));
+    }
+    std::fs::write(&path, text)?;
+    std::fs::create_dir_all(rootfs.join(TEST_DIR))?;
+    std::fs::write(rootfs.join(TEST_DIR).join("ca.pem"), ca_pem)?;
+    std::fs::write(rootfs.join(TEST_DIR).join("ready"), b"")?;
+    Ok(())
 }
 
 /// The host pid of a sandbox's first process, from runc's own state.
@@ -76,65 +157,20 @@ fn sandbox_pid(tp: &TestPlane, id: &str) -> anyhow::Result<u32> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn codex_device_code_sign_in_runs_for_real_against_a_stand_in_issuer() -> anyhow::Result<()> {
-    let providers = tempfile::tempdir()?;
-    std::fs::write(
-        providers.path().join("codex.toml"),
-        codex_provider_for_stand_in()?,
-    )?;
-    let tp = TestPlane::start_config(TestConfig {
-        connect: ConnectConfig {
-            browser_image: "default".into(),
-            ..ConnectConfig::default()
-        },
-        images_dir: Some(default_image_store()),
-        providers_dir: Some(providers.path().to_owned()),
-        ..TestConfig::default()
-    })
-    .await?;
+    let (tp, _providers, cli_sandbox, id, browser) =
+        start_gated_session("codex", "device_code", "SSL_CERT_FILE").await?;
     let t = tp.admin_token.clone();
-    let cli_sandbox = tp.running_sandbox(&t, "default").await?;
-
-    let started = tp.start_connect(&t, "codex", Some("device_code")).await?;
-    let id = started["id"].as_str().unwrap_or_default().to_owned();
-    // The session names its browser sandbox once it prompts; before that it is the caller's
-    // other sandbox.
-    let browser = wait_until(Duration::from_secs(60), "browser sandbox", || async {
-        let (_, list) = tp
-            .request(Method::GET, "/api/v1/sandboxes", Some(&t), None)
-            .await?;
-        Ok(list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s["id"].as_str())
-            .find(|s| *s != cli_sandbox)
-            .map(str::to_owned))
-    })
-    .await?;
-    tp.wait_state(&t, &browser, Duration::from_secs(60), |s| s == "running")
-        .await?;
-
     // The test's part of the sandbox: the stand-in in its network namespace, the name and
     // the CA that point the CLI there, then the go-ahead.
     let pid = sandbox_pid(&tp, &browser)?;
     let standin =
         OpenAiAuthStandIn::start_in_netns(&PathBuf::from(format!("/proc/{pid}/ns/net"))).await?;
-    let rootfs = tp
-        .data
-        .path()
-        .join("sandboxes")
-        .join(&browser)
-        .join("rootfs");
-    let hosts = rootfs.join("etc/hosts");
-    let mut text = std::fs::read_to_string(&hosts).unwrap_or_default();
-    text.push_str(&format!(
-        "\n127.0.0.1 {}\n",
-        hangar_testkit::openai_auth::HOST
-    ));
-    std::fs::write(&hosts, text)?;
-    std::fs::create_dir_all(rootfs.join(TEST_DIR))?;
-    std::fs::write(rootfs.join(TEST_DIR).join("ca.pem"), &standin.ca_pem)?;
-    std::fs::write(rootfs.join(TEST_DIR).join("ready"), b"")?;
+    point_at_stand_in(
+        &tp,
+        &browser,
+        &[hangar_testkit::openai_auth::HOST],
+        &standin.ca_pem,
+    )?;
 
     // The real CLI asked the stand-in for a device code and printed it; hangar shows it.
     let waiting = tp
@@ -200,5 +236,90 @@ async fn codex_device_code_sign_in_runs_for_real_against_a_stand_in_issuer() -> 
     let delivered = out["stdout"].as_str().unwrap_or("");
     assert!(delivered.contains(&issued[0].access_token), "{out}");
     assert!(!delivered.contains(&issued[0].refresh_token), "{out}");
+    tp.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_paste_code_sign_in_runs_for_real_against_a_stand_in_google() -> anyhow::Result<()> {
+    let (tp, _providers, cli_sandbox, id, browser) =
+        start_gated_session("gemini_cli", "paste_code", "NODE_EXTRA_CA_CERTS").await?;
+    let t = tp.admin_token.clone();
+    let pid = sandbox_pid(&tp, &browser)?;
+    let standin =
+        GoogleAuthStandIn::start_in_netns(&PathBuf::from(format!("/proc/{pid}/ns/net"))).await?;
+    point_at_stand_in(
+        &tp,
+        &browser,
+        hangar_testkit::google_auth::HOSTS,
+        &standin.ca_pem,
+    )?;
+
+    // The real CLI printed Google's authorization URL; hangar shows it.
+    let waiting = tp
+        .wait_connect(&t, &id, Duration::from_secs(90), |s| s != "starting")
+        .await?;
+    assert_eq!(waiting["state"], "awaiting_user", "{waiting}");
+    assert_eq!(waiting["prompt"]["kind"], "authorize_url", "{waiting}");
+    let url = waiting["prompt"]["url"].as_str().unwrap_or_default();
+
+    // The person signs in there and pastes the code the page shows.
+    let code = standin.authorize(url)?;
+    let (status, body) = tp
+        .request(
+            Method::POST,
+            &format!("/api/v1/connect/{id}/code"),
+            Some(&t),
+            Some(serde_json::json!({ "code": code })),
+        )
+        .await?;
+    assert_eq!(status, 204, "{body}");
+    let done = tp
+        .wait_connect(&t, &id, Duration::from_secs(90), |s| {
+            matches!(s, "completed" | "failed" | "expired")
+        })
+        .await?;
+    assert_eq!(
+        done["state"],
+        "completed",
+        "{done}; stand-in saw {:?}",
+        standin.requests()
+    );
+    let requests = standin.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r == "POST token authorization_code -> 200"),
+        "{requests:?}"
+    );
+
+    // Delivered with the issued access token and without the real refresh token.
+    tp.wait_status_check(&t, Duration::from_secs(60)).await?;
+    let (_, out) = tp
+        .exec(
+            &t,
+            &cli_sandbox,
+            &["sh", "-c", "cat ~/.gemini/oauth_creds.json"],
+        )
+        .await?;
+    let delivered = out["stdout"].as_str().unwrap_or("");
+    let access = standin.access_tokens();
+    let refresh = standin.refresh_tokens();
+    assert!(
+        access
+            .first()
+            .is_some_and(|a| delivered.contains(a.as_str())),
+        "{out}"
+    );
+    assert!(
+        refresh
+            .first()
+            .is_some_and(|r| !delivered.contains(r.as_str())),
+        "{out}"
+    );
+    let (_, list) = tp
+        .request(Method::GET, "/api/v1/credentials", Some(&t), None)
+        .await?;
+    assert_eq!(list[0]["provider"], "gemini_cli", "{list}");
+    assert!(list[0]["access_token_expires_at"].is_string(), "{list}");
     tp.shutdown().await
 }

@@ -47,6 +47,13 @@ impl ConnectService {
                 .collect();
             let copies = hangar_connect::refresh::with_placeholder_refresh_token(spec, &by_path)
                 .map_err(|e| format!("preparing {}: {e}", record.provider))?;
+            // Extra files go with the provider's credential files; an environment-variable
+            // credential (only the env file) does not select the file login they configure.
+            let env_only = files
+                .files
+                .iter()
+                .all(|f| f.path == super::run::env_file_path(spec));
+            let extra = spec.extra_files.iter().filter(|_| !env_only);
             let writes = files
                 .files
                 .iter()
@@ -54,11 +61,7 @@ impl ConnectService {
                     let data = copies.get(&f.path).cloned().unwrap_or_default();
                     (f.path.as_str(), f.mode, data)
                 })
-                .chain(
-                    spec.extra_files
-                        .iter()
-                        .map(|x| (x.path.as_str(), x.mode, x.contents.clone().into_bytes())),
-                );
+                .chain(extra.map(|x| (x.path.as_str(), x.mode, x.contents.clone().into_bytes())));
             for (path, mode, data) in writes {
                 guest
                     .put_file(

@@ -8,7 +8,9 @@ use hangar_connect::ProviderSpec;
 use hangar_core::{
     ConnectFlow, ConnectPrompt, ConnectSession, ConnectState, SandboxId, SandboxState,
 };
-use hangar_guest::protocol::{Event, ExecRequest, Input, PtyRequest, WatchRequest, WatchedFile};
+use hangar_guest::protocol::{
+    Event, ExecRequest, Input, PtyRequest, PutFileRequest, WatchRequest, WatchedFile,
+};
 use hangar_identity::Principal;
 use hangar_store::{ConnectChange, NewCredential};
 use tokio::sync::mpsc;
@@ -147,6 +149,26 @@ impl ConnectService {
         self.set_browser_sandbox(session, sandbox.id).await?;
         self.wait_running(owner, sandbox.id).await?;
         let guest = self.sandboxes.node().guest(sandbox.id);
+
+        // 1b. The provider's extra files (settings that select file storage or the login
+        //     method) are in place before the login, as they will be where the CLI runs.
+        let home = self
+            .sandboxes
+            .user_home(&sandbox)
+            .ok_or("the browser sandbox's image is gone")?;
+        for extra in &spec.extra_files {
+            guest
+                .put_file(
+                    PutFileRequest {
+                        path: format!("{}/{}", home.trim_end_matches('/'), extra.path),
+                        mode: extra.mode,
+                        data: extra.contents.clone().into_bytes(),
+                    },
+                    self.config.delivery_timeout,
+                )
+                .await
+                .map_err(|e| format!("writing {}: {e}", extra.path))?;
+        }
 
         // 2. Watch for the credential files before the login can write them.
         let required: Vec<&str> = spec
