@@ -22,6 +22,7 @@ const PACKAGES: &[&str] = &[
     "postgresql",
     "util-linux",
     "iproute2",
+    "nftables",
     "ca-certificates",
 ];
 

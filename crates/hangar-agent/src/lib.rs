@@ -151,6 +151,7 @@ impl Node {
         Ok(Inventory {
             runtime: self.driver.list().await?,
             dirs: self.driver.list_dirs()?,
+            network: self.driver.list_network().await?,
         })
     }
 
@@ -175,4 +176,6 @@ pub struct Inventory {
     pub runtime: Vec<RuntimeSandbox>,
     /// Sandbox directories on disk.
     pub dirs: Vec<SandboxId>,
+    /// Sandboxes with host network objects (veths on the node's bridge).
+    pub network: Vec<SandboxId>,
 }

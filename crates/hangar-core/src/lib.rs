@@ -19,6 +19,6 @@ pub use connect::{
 pub use ids::{ConnectSessionId, NodeId, SandboxId, TokenId, UserId};
 pub use sandbox::{
     BootEvent, BootStage, DriverKind, Failure, FailureKind, InvalidTransition, Limits, LimitsError,
-    RetentionPolicy, Sandbox, SandboxState,
+    NetworkPolicy, RetentionPolicy, Sandbox, SandboxState,
 };
 pub use time::Timestamp;

@@ -365,6 +365,48 @@ impl RetentionPolicy {
     }
 }
 
+/// How a sandbox reaches the network. Stored and sent as `none` / `egress`.
+///
+/// Either way the sandbox has its own network namespace; nothing outside it can open a
+/// connection into the sandbox (the node reaches the guest agent over a unix socket).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkPolicy {
+    /// Loopback only: the namespace holds `lo` and nothing else.
+    #[default]
+    None,
+    /// Outbound connections to the internet, source-NATed to the node's address. The node's
+    /// own services, other sandboxes and denied ranges (cloud metadata) stay unreachable.
+    Egress,
+}
+
+impl NetworkPolicy {
+    /// The stored and displayed name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Egress => "egress",
+        }
+    }
+}
+
+impl fmt::Display for NetworkPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for NetworkPolicy {
+    type Err = UnknownState;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Self::None),
+            "egress" => Ok(Self::Egress),
+            other => Err(UnknownState(other.to_owned())),
+        }
+    }
+}
+
 /// One sandbox as the control plane records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sandbox {
@@ -382,6 +424,8 @@ pub struct Sandbox {
     pub driver: DriverKind,
     /// Its limits.
     pub limits: Limits,
+    /// How it reaches the network.
+    pub network: NetworkPolicy,
     /// Its state.
     pub state: SandboxState,
     /// Stages of the latest boot, in the order reached.
@@ -452,6 +496,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn network_policy_names_round_trip() {
+        for policy in [NetworkPolicy::None, NetworkPolicy::Egress] {
+            assert_eq!(policy.as_str().parse::<NetworkPolicy>(), Ok(policy));
+            let json = serde_json::to_string(&policy).expect("json");
+            assert_eq!(json, format!("\"{}\"", policy.as_str()));
+        }
+        assert!("open".parse::<NetworkPolicy>().is_err());
+        assert!(serde_json::from_str::<NetworkPolicy>("\"Egress\"").is_err());
+        assert_eq!(NetworkPolicy::default(), NetworkPolicy::None);
     }
 
     #[test]

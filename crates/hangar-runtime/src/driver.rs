@@ -9,7 +9,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hangar_core::{DriverKind, Limits, SandboxId};
+use std::net::Ipv4Addr;
+
+use hangar_core::{DriverKind, Limits, NetworkPolicy, SandboxId};
 use hangar_guest::client::GuestClient;
 
 use crate::image::Image;
@@ -23,6 +25,8 @@ pub struct SandboxSpec {
     pub image: Image,
     /// CPU, memory and pids limits.
     pub limits: Limits,
+    /// `none`: loopback only; `egress`: the node's sandbox network (needs it configured).
+    pub network: NetworkPolicy,
 }
 
 /// What the runtime says about one sandbox.
@@ -91,6 +95,13 @@ pub enum DriverError {
         /// What was wrong.
         reason: String,
     },
+    /// Sandbox networking failed (node setup, lease, namespace, veth, firewall).
+    #[cfg(feature = "runc")]
+    #[error("sandbox network")]
+    Network(#[from] crate::net::NetError),
+    /// The sandbox asked for egress but this node has no sandbox network configured.
+    #[error("this node offers no network egress")]
+    NoEgress,
     /// The driver is not available on this node (binary missing, not root, feature off).
     #[error("driver {kind} unavailable: {reason}")]
     Unavailable {
@@ -147,6 +158,16 @@ pub trait Driver {
 
     /// Where the sandbox's console log (its first process's stdout and stderr) is kept.
     fn console_log_path(&self, id: SandboxId) -> PathBuf;
+
+    /// Whether sandboxes with [`NetworkPolicy::Egress`] can run here.
+    fn egress_available(&self) -> bool;
+
+    /// The sandbox's address on the node's sandbox network, while it holds one (egress).
+    fn network_address(&self, id: SandboxId) -> Option<Ipv4Addr>;
+
+    /// Sandboxes that still have host network objects (veths on the bridge), for orphan
+    /// removal; empty when the node has no sandbox network.
+    async fn list_network(&self) -> Result<Vec<SandboxId>, DriverError>;
 }
 
 /// Enum dispatch over the compiled-in drivers (no `dyn`, so async methods stay plain).
@@ -202,5 +223,14 @@ impl Driver for AnyDriver {
     }
     fn console_log_path(&self, id: SandboxId) -> PathBuf {
         dispatch!(self, d => d.console_log_path(id))
+    }
+    fn egress_available(&self) -> bool {
+        dispatch!(self, d => d.egress_available())
+    }
+    fn network_address(&self, id: SandboxId) -> Option<Ipv4Addr> {
+        dispatch!(self, d => d.network_address(id))
+    }
+    async fn list_network(&self) -> Result<Vec<SandboxId>, DriverError> {
+        dispatch!(self, d => d.list_network().await)
     }
 }

@@ -9,6 +9,8 @@
 
 pub mod driver;
 pub mod image;
+#[cfg(feature = "runc")]
+pub mod net;
 pub mod process;
 #[cfg(feature = "runc")]
 pub mod runc;

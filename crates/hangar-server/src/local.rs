@@ -134,7 +134,12 @@ impl LocalPlane {
                 .clone()
                 .unwrap_or_else(|| data.join("images")),
         )?;
-        let driver = AnyDriver::Runc(RuncDriver::new(RuncConfig::under(data, guest))?);
+        let runc = RuncDriver::new(RuncConfig {
+            network: config.sandbox.network.clone(),
+            ..RuncConfig::under(data, guest)
+        })?;
+        runc.setup_network().await?;
+        let driver = AnyDriver::Runc(runc);
         let node_id = node_id(data)?;
         let node_name = hostname();
         let now = clock.now();

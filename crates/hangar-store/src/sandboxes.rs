@@ -6,6 +6,7 @@
 //! | `image`, `image_digest` | text |
 //! | `driver` | `runc` / `qemu` / `firecracker` |
 //! | `cpu_millis`, `memory_mib`, `pids_max` | the [`hangar_core::Limits`] |
+//! | `network` | the [`hangar_core::NetworkPolicy`] name (`none`, `egress`) |
 //! | `state` | the [`SandboxState`] name (`creating`, `running`, ...) |
 //! | `boot` | JSON `[{"stage":"created","at_ms":1700000000000}, ...]`, in the order reached |
 //! | `failure` | NULL or JSON `{"kind":"boot_timeout","stage_reached":"rootfs_ready"|null,"message":"...","console_tail":["..."]}` |
@@ -21,8 +22,8 @@
 //! retried on the fresh row, a bounded number of times.
 
 use hangar_core::{
-    BootEvent, DriverKind, Failure, Limits, NodeId, RetentionPolicy, Sandbox, SandboxId,
-    SandboxState, Timestamp, UserId,
+    BootEvent, DriverKind, Failure, Limits, NetworkPolicy, NodeId, RetentionPolicy, Sandbox,
+    SandboxId, SandboxState, Timestamp, UserId,
 };
 use sqlx::any::AnyRow;
 use sqlx::AnyPool;
@@ -53,7 +54,7 @@ const MAX_CAS_ATTEMPTS: usize = 16;
 
 const SANDBOX_COLUMNS: &str = "id, owner_id, node_id, image, image_digest, driver, cpu_millis, \
      memory_mib, pids_max, state, boot, failure, retention, retention_ttl_s, \
-     readiness_timeout_ms, released_at, created_at, updated_at, version";
+     readiness_timeout_ms, released_at, created_at, updated_at, version, network";
 
 fn sandbox_from_row(row: &AnyRow) -> Result<(Sandbox, i64), StoreError> {
     let id: String = col(row, "id")?;
@@ -78,6 +79,7 @@ fn sandbox_from_row(row: &AnyRow) -> Result<(Sandbox, i64), StoreError> {
         }
     };
     let readiness: i64 = col(row, "readiness_timeout_ms")?;
+    let network: String = col(row, "network")?;
     let sandbox = Sandbox {
         id: parse("sandboxes.id", &id)?,
         owner: parse("sandboxes.owner_id", &owner)?,
@@ -90,6 +92,7 @@ fn sandbox_from_row(row: &AnyRow) -> Result<(Sandbox, i64), StoreError> {
             memory_mib: u32_col("sandboxes.memory_mib", col(row, "memory_mib")?)?,
             pids_max: u32_col("sandboxes.pids_max", col(row, "pids_max")?)?,
         },
+        network: parse::<NetworkPolicy>("sandboxes.network", &network)?,
         state: parse("sandboxes.state", &state)?,
         boot: decode_boot(&boot)?,
         failure: decode_failure(failure.as_deref())?,
@@ -134,7 +137,7 @@ impl<'a> SandboxRepo<'a> {
             })?;
         sqlx::query(&format!(
             "INSERT INTO sandboxes ({SANDBOX_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 0)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 0, $19)"
         ))
         .bind(sandbox.id.to_string())
         .bind(sandbox.owner.to_string())
@@ -154,6 +157,7 @@ impl<'a> SandboxRepo<'a> {
         .bind(opt_ms(sandbox.released_at))
         .bind(ms(sandbox.created_at))
         .bind(ms(sandbox.updated_at))
+        .bind(sandbox.network.as_str())
         .execute(self.pool)
         .await
         .map_err(StoreError::from_write("sandbox"))?;

@@ -1,8 +1,8 @@
 //! Repository tests, each run against SQLite and PostgreSQL (`name::sqlite`, `name::postgres`).
 
 use hangar_core::{
-    BootEvent, BootStage, DriverKind, Failure, FailureKind, Limits, NodeId, RetentionPolicy,
-    Sandbox, SandboxId, SandboxState, Timestamp, TokenId, UserId,
+    BootEvent, BootStage, DriverKind, Failure, FailureKind, Limits, NetworkPolicy, NodeId,
+    RetentionPolicy, Sandbox, SandboxId, SandboxState, Timestamp, TokenId, UserId,
 };
 use hangar_store::testing::{Backend, TestDb};
 use hangar_store::{Dialect, NodeRecord, StateChange, Store, StoreError, TokenRecord, User};
@@ -46,6 +46,7 @@ fn new_sandbox(owner: UserId, node: NodeId, created: Timestamp) -> Sandbox {
         image_digest: "sha256:0123".to_owned(),
         driver: DriverKind::Runc,
         limits: Limits::default(),
+        network: NetworkPolicy::None,
         state: SandboxState::Creating,
         boot: vec![BootEvent {
             stage: BootStage::Created,
@@ -328,6 +329,7 @@ async fn sandboxes_round_trip_every_field(db: TestDb) {
             memory_mib: 4096,
             pids_max: u32::MAX,
         },
+        network: NetworkPolicy::Egress,
         state: SandboxState::Failed,
         boot: vec![
             BootEvent {
@@ -413,6 +415,41 @@ async fn sandboxes_round_trip_every_field(db: TestDb) {
         .await
         .expect_err("u64 max");
     assert!(matches!(err, StoreError::OutOfRange { .. }), "{err:?}");
+}
+
+/// Rows written before migration 0004 (no `network` column given) read as `none`, and the
+/// column is never anything but a policy name.
+async fn network_policy_defaults_to_none_for_old_rows(db: TestDb) {
+    let store = db.store().await;
+    let user = make_user(&store, "alice").await;
+    let node = make_node(&store, "node-a").await;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(db.url()).await.expect("raw pool");
+    let id = SandboxId::from_uuid(Uuid::now_v7());
+    sqlx::query(
+        "INSERT INTO sandboxes (id, owner_id, node_id, image, image_digest, driver, cpu_millis, \
+         memory_mib, pids_max, state, boot, failure, retention, retention_ttl_s, \
+         readiness_timeout_ms, released_at, created_at, updated_at, version) VALUES \
+         ($1, $2, $3, 'default', 'sha256:00', 'runc', 1000, 512, 64, 'stopped', '[]', NULL, \
+         'delete', NULL, 30000, NULL, 1, 1, 0)",
+    )
+    .bind(id.to_string())
+    .bind(user.id.to_string())
+    .bind(node.id.to_string())
+    .execute(&pool)
+    .await
+    .expect("raw insert without network");
+    let old = store.sandboxes().get(id).await.expect("get").expect("row");
+    assert_eq!(old.network, NetworkPolicy::None);
+
+    sqlx::query("UPDATE sandboxes SET network = 'open' WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&pool)
+        .await
+        .expect("raw update");
+    let err = store.sandboxes().get(id).await.expect_err("corrupt");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    pool.close().await;
 }
 
 async fn tenants_are_walled_off(db: TestDb) {
@@ -886,6 +923,7 @@ hangar_store::test_both_backends!(
     tokens_are_found_by_hash_only_while_active,
     nodes_upsert_keeps_created_at,
     sandboxes_round_trip_every_field,
+    network_policy_defaults_to_none_for_old_rows,
     tenants_are_walled_off,
     transitions_are_checked_compare_and_set,
     concurrent_transitions_have_one_winner,

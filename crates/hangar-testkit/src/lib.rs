@@ -111,6 +111,54 @@ pub struct TestConfig {
     pub images_dir: Option<PathBuf>,
     /// Extra provider files.
     pub providers_dir: Option<PathBuf>,
+    /// The node's sandbox network (opt in: `None` keeps every sandbox loopback-only, as
+    /// before networking existed). [`test_network`] makes one that parallel tests do not
+    /// share. Overrides `sandbox.network` when set.
+    pub network: Option<hangar_runtime::net::NetworkConfig>,
+}
+
+/// A sandbox network of this test's own: bridge `hgt<pid><n>` and a /24 under
+/// 10.128.0.0/10 derived from the process id and a counter (nextest runs each test in its own
+/// process), DNS `192.0.2.53` (TEST-NET-1: nothing answers), the default deny list.
+pub fn test_network() -> hangar_runtime::net::NetworkConfig {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % 16;
+    let pid = std::process::id();
+    let h = pid.wrapping_mul(16).wrapping_add(n) % (64 * 256);
+    let subnet = format!("10.{}.{}.0/24", 128 + h / 256, h % 256);
+    hangar_runtime::net::NetworkConfig {
+        bridge: format!("hgt{}x{n}", pid % 10_000_000),
+        subnet: subnet.parse().unwrap_or_default(),
+        ..hangar_runtime::net::NetworkConfig::with_dns(vec![std::net::Ipv4Addr::new(192, 0, 2, 53)])
+    }
+}
+
+/// Removes what a sandbox network leaves on the host: the network namespaces under
+/// `data/sandboxes/*/net/netns` (their veths go with them), the bridge and hangar's nftables
+/// tables. Synchronous and best effort, for `Drop`.
+pub fn remove_test_network(data: &Path, config: &hangar_runtime::net::NetworkConfig) {
+    if let Ok(entries) = std::fs::read_dir(data.join("sandboxes")) {
+        for entry in entries.flatten() {
+            let netns = entry.path().join("net").join("netns");
+            let _ = nix::mount::umount2(&netns, nix::mount::MntFlags::MNT_DETACH);
+            let _ = Command::new("ip")
+                .args([
+                    "link",
+                    "del",
+                    &hangar_runtime::net::veth_name_for(&entry.file_name()),
+                ])
+                .output();
+        }
+    }
+    let _ = Command::new("ip")
+        .args(["link", "del", &config.bridge])
+        .output();
+    for family in ["inet", "bridge"] {
+        let _ = Command::new("nft")
+            .args(["delete", "table", family, &config.table_name()])
+            .output();
+    }
 }
 
 /// A running control plane with its API on loopback.
@@ -158,6 +206,9 @@ impl Drop for TestPlane {
                 );
             }
         }
+        if let Some(net) = &self.plane.state.sandboxes.config().network {
+            remove_test_network(self.data.path(), net);
+        }
     }
 }
 
@@ -201,7 +252,12 @@ impl TestPlane {
             connect,
             images_dir,
             providers_dir,
+            network,
         } = config;
+        let mut sandbox = sandbox;
+        if network.is_some() {
+            sandbox.network = network;
+        }
         require_root_and_runc();
         let data = tempfile::Builder::new().prefix("hangar-test").tempdir()?;
         let shared = images_dir.is_some();
@@ -220,7 +276,8 @@ impl TestPlane {
                 ]),
             )?;
         }
-        let plane = LocalPlane::open(LocalConfig {
+        let network = sandbox.network.clone();
+        let opened = LocalPlane::open(LocalConfig {
             data_dir: data.path().to_owned(),
             store_url: None,
             guest_agent: guest_agent(),
@@ -229,7 +286,12 @@ impl TestPlane {
             connect,
             providers_dir,
         })
-        .await?;
+        .await;
+        // No TestPlane (and no Drop) if opening failed: remove a half-made network here.
+        if let (Err(_), Some(net)) = (&opened, &network) {
+            remove_test_network(data.path(), net);
+        }
+        let plane = opened?;
         let admin_token = std::fs::read_to_string(&plane.admin_token_path)?
             .trim()
             .to_owned();

@@ -1,6 +1,12 @@
 //! `hangar bench`: create-to-ready latency (20 one after another, 20 at once), exec round
 //! trip, and the floor (the same OCI bundle run by plain runc, with the same readiness
-//! check, no hangar), plus the host memory an idle sandbox costs. Needs root and runc.
+//! check, no hangar), plus the host memory an idle sandbox costs, and what egress networking
+//! adds to create-to-ready (egress and `none` sandboxes alternating). Needs root and runc
+//! (and nft for the egress series).
+//!
+//! Every series but the egress one uses network policy `none`, so the floor comparison stays
+//! like for like (plain runc makes the same loopback-only namespace). The egress series runs
+//! on a throw-away bridge and subnet that are removed at the end.
 //!
 //! Everything runs against a throw-away data directory and an in-process control plane
 //! serving the real HTTP API on loopback; latencies are measured by a client polling that API.
@@ -10,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hangar_core::{BootStage, Limits, SandboxId, SandboxState};
+use hangar_core::{BootStage, Limits, NetworkPolicy, SandboxId, SandboxState};
 use hangar_guest::client::GuestClient;
 use hangar_runtime::image::{Image, ImageStore};
 use hangar_runtime::runc::{build_spec, BundlePaths};
@@ -47,17 +53,55 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         images.resolve(&args.image)?
     };
+    let bench_net = hangar_runtime::net::NetworkConfig {
+        bridge: BENCH_BRIDGE.to_owned(),
+        subnet: BENCH_SUBNET.parse().context("bench subnet")?,
+        ..hangar_runtime::net::NetworkConfig::with_dns(
+            hangar_runtime::net::files::host_nameservers(Path::new("/")),
+        )
+    };
     let plane = LocalPlane::open(LocalConfig {
         data_dir: data.clone(),
         store_url: None,
         guest_agent: guest.clone(),
         images_dir: None,
-        sandbox: SandboxConfig::default(),
+        sandbox: SandboxConfig {
+            default_network: NetworkPolicy::None,
+            network: Some(bench_net.clone()),
+            ..SandboxConfig::default()
+        },
         connect: Default::default(),
         providers_dir: None,
     })
     .await?;
     let (api, server) = serve_on_loopback(&plane).await?;
+    let result = series(&args, &work, &image, &guest, &plane, &api).await;
+    server.abort();
+    if let Err(e) = hangar_runtime::net::remove_node(
+        &bench_net,
+        &work.join("nft-cleanup.json"),
+        Duration::from_secs(10),
+    )
+    .await
+    {
+        eprintln!("removing the bench network: {e}");
+    }
+    result
+}
+
+/// A bridge and subnet of the bench's own, removed when it ends.
+const BENCH_BRIDGE: &str = "hgbench0";
+const BENCH_SUBNET: &str = "10.213.0.0/24";
+
+async fn series(
+    args: &BenchArgs,
+    work: &Path,
+    image: &Image,
+    guest: &Path,
+    plane: &LocalPlane,
+    api: &Arc<ApiClient>,
+) -> anyhow::Result<()> {
+    let api = Arc::clone(api);
 
     println!(
         "hangar bench: image {} ({}), {} sandboxes per series, {} execs",
@@ -69,7 +113,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let n = args.sandboxes;
 
     // Floor: plain runc with the same bundle and the same readiness check.
-    let floor = floor_series(&work, &image, &guest, n).await?;
+    let floor = floor_series(work, image, guest, n).await?;
     report(
         "floor: overlay + runc run -d + agent ping (no hangar)",
         &floor,
@@ -93,7 +137,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
 
     // Memory of idle sandboxes: measured while the sequential series is up.
-    let mem = idle_memory(&ids, &plane).await;
+    let mem = idle_memory(&ids, plane).await;
     let plane_growth_kib = (self_rss_kib() - rss_before).max(0.0) / ids.len().max(1) as f64;
 
     // Exec round trip on the first sandbox.
@@ -165,6 +209,35 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     destroy_all(&api, &par_ids).await?;
 
+    // Egress against none, alternating so both see the same host state.
+    let mut egress = Vec::new();
+    let mut none = Vec::new();
+    let mut net_ids = Vec::new();
+    for _ in 0..n {
+        for (policy, into) in [
+            (NetworkPolicy::Egress, &mut egress),
+            (NetworkPolicy::None, &mut none),
+        ] {
+            let (id, took, _) = create_and_wait_with(&api, &image.name, Some(policy)).await?;
+            into.push(took);
+            net_ids.push(id);
+        }
+    }
+    report(
+        "create-to-ready, network none (alternating with egress)",
+        &none,
+    );
+    report(
+        "create-to-ready, network egress (veth, netns, NAT)",
+        &egress,
+    );
+    println!(
+        "egress adds (p50): {:.1} ms, (p95): {:.1} ms",
+        ms(pct(&egress, 50.0)) - ms(pct(&none, 50.0)),
+        ms(pct(&egress, 95.0)) - ms(pct(&none, 95.0)),
+    );
+    destroy_all(&api, &net_ids).await?;
+
     let (p50_floor, p50_seq) = (pct(&floor, 50.0), pct(&seq, 50.0));
     println!(
         "ratio hangar/floor (p50, sequential): {:.2}  ({:.1} ms / {:.1} ms)",
@@ -184,7 +257,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             beyond / 1024.0
         );
     }
-    server.abort();
     Ok(())
 }
 
@@ -214,6 +286,15 @@ pub(crate) async fn create_and_wait(
     api: &ApiClient,
     image: &str,
 ) -> anyhow::Result<(String, Duration, Duration)> {
+    create_and_wait_with(api, image, None).await
+}
+
+/// [`create_and_wait`] with a network policy (`None`: the server's default).
+pub(crate) async fn create_and_wait_with(
+    api: &ApiClient,
+    image: &str,
+    network: Option<NetworkPolicy>,
+) -> anyhow::Result<(String, Duration, Duration)> {
     let t = Instant::now();
     let req = CreateSandboxRequest {
         image: Some(image.to_owned()),
@@ -221,6 +302,7 @@ pub(crate) async fn create_and_wait(
             memory_mib: Some(256),
             ..Default::default()
         }),
+        network,
         ..Default::default()
     };
     let s: SandboxView = api.post("/api/v1/sandboxes", &req).await?;
@@ -311,6 +393,7 @@ async fn floor_series(
                 memory_mib: 256,
                 ..Limits::default()
             },
+            network: NetworkPolicy::None,
         };
         let oci = build_spec(
             &spec,
@@ -319,6 +402,7 @@ async fn floor_series(
                 guest_agent: guest,
                 socket_dir: &run,
                 nofile_limit: hangar_runtime::runc::host_nofile_limit(),
+                network: None,
             },
         )?;
         let t = Instant::now();

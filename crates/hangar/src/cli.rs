@@ -109,6 +109,24 @@ pub struct UpArgs {
     pub guest_agent: Option<PathBuf>,
 }
 
+/// `--network` values (the API's `network` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    /// Outbound internet through the node's NAT.
+    Egress,
+    /// Loopback only.
+    None,
+}
+
+impl From<NetworkArg> for hangar_core::NetworkPolicy {
+    fn from(arg: NetworkArg) -> Self {
+        match arg {
+            NetworkArg::Egress => Self::Egress,
+            NetworkArg::None => Self::None,
+        }
+    }
+}
+
 /// `hangar sandbox ...`.
 #[derive(Debug, Subcommand)]
 pub enum SandboxCommand {
@@ -135,6 +153,10 @@ pub enum SandboxCommand {
         /// Keep a failed sandbox's files this many seconds for inspection.
         #[arg(long)]
         keep_failed_s: Option<u32>,
+        /// Network: `egress` (outbound internet via the node's NAT) or `none` (loopback
+        /// only). Default: the server's `[network] default`.
+        #[arg(long, value_enum)]
+        network: Option<NetworkArg>,
         /// Wait until it is running (or failed), with a progress spinner.
         #[arg(long)]
         wait: bool,

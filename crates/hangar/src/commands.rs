@@ -45,6 +45,10 @@ fn print_sandbox(format: OutputFormat, s: &SandboxView) -> anyhow::Result<()> {
     println!("state:     {}", s.state);
     println!("image:     {} ({})", s.image, s.image_digest);
     println!("driver:    {}", s.driver.as_str());
+    match s.address {
+        Some(addr) => println!("network:   {} ({addr})", s.network),
+        None => println!("network:   {}", s.network),
+    }
     println!(
         "limits:    {} millicores, {} MiB, {} pids",
         s.limits.cpu_millis, s.limits.memory_mib, s.limits.pids_max
@@ -115,6 +119,7 @@ pub async fn sandbox(cmd: SandboxCommand) -> anyhow::Result<ExitCode> {
             pids_max,
             readiness_timeout_ms,
             keep_failed_s,
+            network,
             wait,
         } => {
             let api = ApiClient::new(&client)?;
@@ -129,6 +134,7 @@ pub async fn sandbox(cmd: SandboxCommand) -> anyhow::Result<ExitCode> {
                 limits,
                 readiness_timeout_ms,
                 retention: keep_failed_s.map(|ttl_s| RetentionPolicy::Keep { ttl_s }),
+                network: network.map(Into::into),
             };
             let mut s: SandboxView = api.post("/api/v1/sandboxes", &req).await?;
             if wait {

@@ -41,6 +41,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         None => DEFAULT_LISTEN.parse().context("default listen address")?,
     };
     let mut sandbox = SandboxConfig::default();
+    let (default_network, network) = file
+        .network
+        .resolve(|| hangar_runtime::net::files::host_nameservers(std::path::Path::new("/")))?;
+    sandbox.default_network = default_network;
+    sandbox.network = Some(network);
     if let Some(ms) = args.readiness_timeout_ms.or(file.readiness_timeout_ms) {
         sandbox.readiness_timeout = Duration::from_millis(ms);
     }

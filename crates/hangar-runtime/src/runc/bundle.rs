@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
-    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
-    SpecBuilder, UserBuilder,
+    LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
+    RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use crate::driver::{DriverError, SandboxSpec};
@@ -35,6 +35,20 @@ pub struct BundlePaths<'a> {
     /// Open-files limit for the sandbox: [`NOFILE_LIMIT`] capped at the host's hard limit
     /// (runc cannot raise it above the caller's); see [`host_nofile_limit`].
     pub nofile_limit: u64,
+    /// For an egress sandbox: the network namespace to join and the files to mount. `None`
+    /// gives runc's own loopback-only namespace.
+    pub network: Option<NetworkPaths<'a>>,
+}
+
+/// Host paths of an egress sandbox's network ([`crate::net::Attachment`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkPaths<'a> {
+    /// The bind-mounted network namespace file runc joins.
+    pub netns: &'a Path,
+    /// Mounted read-only at `/etc/resolv.conf`.
+    pub resolv_conf: &'a Path,
+    /// Mounted read-only at `/etc/hosts`.
+    pub hosts: &'a Path,
 }
 
 /// [`NOFILE_LIMIT`] capped at this process's hard `RLIMIT_NOFILE`.
@@ -49,7 +63,9 @@ pub fn host_nofile_limit() -> u64 {
 ///   [`GUEST_SOCKET_PATH`]; as the image's unprivileged user, in its home, no new privileges;
 /// - root: the overlay, writable;
 /// - mounts: runc's defaults plus the guest agent (ro bind) and the socket directory (rw bind);
-/// - namespaces: pid, network (loopback only), ipc, uts, mount, cgroup;
+/// - namespaces: pid, network, ipc, uts, mount, cgroup; the network namespace is runc's
+///   own (loopback only) unless `paths.network` names one hangar made (egress), which also
+///   adds read-only `/etc/resolv.conf` and `/etc/hosts`;
 /// - resources: CPU quota `cpu_millis * period / 1000` per [`CPU_PERIOD_US`], memory limit
 ///   with swap equal to it (no swap), pids limit; cgroup `/hangar/<id>`.
 pub fn build_spec(spec: &SandboxSpec, paths: BundlePaths<'_>) -> Result<Spec, DriverError> {
@@ -126,6 +142,35 @@ pub fn build_spec(spec: &SandboxSpec, paths: BundlePaths<'_>) -> Result<Spec, Dr
             .map_err(DriverError::Spec)?,
     );
 
+    let mut namespaces = oci_spec::runtime::get_default_namespaces();
+    if let Some(net) = paths.network {
+        for file in [
+            ("/etc/resolv.conf", net.resolv_conf),
+            ("/etc/hosts", net.hosts),
+        ] {
+            mounts.push(
+                MountBuilder::default()
+                    .destination(file.0)
+                    .typ("bind")
+                    .source(file.1)
+                    .options(vec![
+                        "bind".to_owned(),
+                        "ro".to_owned(),
+                        "nosuid".to_owned(),
+                        "nodev".to_owned(),
+                        "noexec".to_owned(),
+                    ])
+                    .build()
+                    .map_err(DriverError::Spec)?,
+            );
+        }
+        for ns in &mut namespaces {
+            if ns.typ() == LinuxNamespaceType::Network {
+                ns.set_path(Some(net.netns.to_owned()));
+            }
+        }
+    }
+
     let limits = spec.limits;
     let memory_bytes = i64::from(limits.memory_mib) * 1024 * 1024;
     let quota = i64::from(limits.cpu_millis) * (CPU_PERIOD_US as i64) / 1000;
@@ -155,7 +200,7 @@ pub fn build_spec(spec: &SandboxSpec, paths: BundlePaths<'_>) -> Result<Spec, Dr
 
     let defaults = oci_spec::runtime::Linux::default();
     let linux = LinuxBuilder::default()
-        .namespaces(oci_spec::runtime::get_default_namespaces())
+        .namespaces(namespaces)
         .masked_paths(defaults.masked_paths().clone().unwrap_or_default())
         .readonly_paths(defaults.readonly_paths().clone().unwrap_or_default())
         .resources(resources)
@@ -214,6 +259,7 @@ mod tests {
                 memory_mib: 512,
                 pids_max: 64,
             },
+            network: hangar_core::NetworkPolicy::None,
         }
     }
 
@@ -227,6 +273,7 @@ mod tests {
             guest_agent: Path::new("/data/bin/hangar-guest"),
             socket_dir: Path::new("/data/sandboxes/x/run"),
             nofile_limit: 4096,
+            network: None,
         }
     }
 
@@ -264,6 +311,57 @@ mod tests {
         assert!(mounts.iter().any(|m| m["destination"] == GUEST_SOCKET_DIR));
         let env = json["process"]["env"].as_array().expect("env");
         assert!(env.iter().any(|e| e == "EXTRA=1"));
+    }
+
+    #[test]
+    fn egress_joins_hangars_namespace_and_mounts_resolver_files() {
+        let none =
+            serde_json::to_value(build_spec(&sample(None), paths()).expect("spec")).expect("json");
+        let net_ns = |json: &serde_json::Value| {
+            json["linux"]["namespaces"]
+                .as_array()
+                .expect("namespaces")
+                .iter()
+                .find(|n| n["type"] == "network")
+                .cloned()
+                .expect("network namespace")
+        };
+        assert!(
+            net_ns(&none).get("path").is_none(),
+            "runc makes a fresh one"
+        );
+        let mounts = none["mounts"].as_array().expect("mounts");
+        assert!(!mounts
+            .iter()
+            .any(|m| m["destination"] == "/etc/resolv.conf"));
+
+        let egress = BundlePaths {
+            network: Some(NetworkPaths {
+                netns: Path::new("/data/sandboxes/x/net/netns"),
+                resolv_conf: Path::new("/data/sandboxes/x/net/resolv.conf"),
+                hosts: Path::new("/data/sandboxes/x/net/hosts"),
+            }),
+            ..paths()
+        };
+        let json =
+            serde_json::to_value(build_spec(&sample(None), egress).expect("spec")).expect("json");
+        assert_eq!(net_ns(&json)["path"], "/data/sandboxes/x/net/netns");
+        let mounts = json["mounts"].as_array().expect("mounts");
+        for (dest, src) in [
+            ("/etc/resolv.conf", "/data/sandboxes/x/net/resolv.conf"),
+            ("/etc/hosts", "/data/sandboxes/x/net/hosts"),
+        ] {
+            let m = mounts
+                .iter()
+                .find(|m| m["destination"] == dest)
+                .expect("mount");
+            assert_eq!(m["source"], src);
+            assert!(m["options"]
+                .as_array()
+                .expect("opts")
+                .iter()
+                .any(|o| o == "ro"));
+        }
     }
 
     #[test]

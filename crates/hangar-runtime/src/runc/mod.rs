@@ -9,6 +9,7 @@
 //!     upper/ work/     the sandbox's writable layer; kept across stop/start
 //!     run/agent.sock   the guest agent's socket (run/ is bind-mounted at /run/hangar)
 //!     console.log      the first process's stdout and stderr
+//!     net/             egress only: lease, netns (bind-mounted nsfs), resolv.conf, hosts
 //! ```
 //! `runc run --detach` leaves no shim process behind: an idle sandbox costs only its own
 //! processes and the kernel's bookkeeping.
@@ -17,22 +18,25 @@ mod bundle;
 mod overlay;
 
 use std::fs;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hangar_core::{DriverKind, SandboxId};
+use hangar_core::{DriverKind, NetworkPolicy, SandboxId};
 use hangar_guest::client::GuestClient;
 use serde::Deserialize;
 use tokio::process::Command;
 
 pub use bundle::{
-    build_spec, host_nofile_limit, BundlePaths, GUEST_AGENT_PATH, GUEST_SOCKET_DIR,
+    build_spec, host_nofile_limit, BundlePaths, NetworkPaths, GUEST_AGENT_PATH, GUEST_SOCKET_DIR,
     GUEST_SOCKET_PATH,
 };
 pub use overlay::is_mounted;
 
 use crate::driver::{Driver, DriverError, RuntimeSandbox, RuntimeStatus, SandboxSpec};
+use crate::net::{NetworkConfig, NodeNetwork};
 use crate::process::{file_tail, run_with_deadline};
 
 /// How the runc driver is set up on a node.
@@ -46,8 +50,10 @@ pub struct RuncConfig {
     pub runc_binary: PathBuf,
     /// The static guest agent binary on the host, bind-mounted into every sandbox.
     pub guest_agent: PathBuf,
-    /// Deadline for each runc invocation.
+    /// Deadline for each runc invocation (and each network step).
     pub command_timeout: Duration,
+    /// The node's sandbox network; `None`: only `none` (loopback-only) sandboxes run here.
+    pub network: Option<NetworkConfig>,
 }
 
 impl RuncConfig {
@@ -60,6 +66,7 @@ impl RuncConfig {
             runc_binary: PathBuf::from("runc"),
             guest_agent,
             command_timeout: Duration::from_secs(30),
+            network: None,
         }
     }
 }
@@ -68,6 +75,7 @@ impl RuncConfig {
 #[derive(Debug, Clone)]
 pub struct RuncDriver {
     config: RuncConfig,
+    net: Option<Arc<NodeNetwork>>,
 }
 
 /// `runc state` / `runc list --format json` entries (only the fields hangar reads).
@@ -101,7 +109,39 @@ impl RuncDriver {
                 source,
             })?;
         }
-        Ok(Self { config })
+        let net = match &config.network {
+            Some(net) => Some(Arc::new(NodeNetwork::new(
+                net.clone(),
+                &config.state_dir,
+                config.command_timeout,
+            )?)),
+            None => None,
+        };
+        Ok(Self { config, net })
+    }
+
+    /// Sets up the node's sandbox network (bridge, forwarding, firewall) if one is
+    /// configured; idempotent. Call at start so a broken setup fails fast; the first egress
+    /// sandbox would do it otherwise.
+    pub async fn setup_network(&self) -> Result<(), DriverError> {
+        if let Some(net) = &self.net {
+            net.setup_node().await?;
+        }
+        Ok(())
+    }
+
+    /// The node's sandbox network, if configured.
+    pub fn network(&self) -> Option<&NodeNetwork> {
+        self.net.as_deref()
+    }
+
+    /// Removes the sandbox's network (veth, namespace, lease); nothing to do without one.
+    async fn detach_network(&self, id: SandboxId) -> Result<(), DriverError> {
+        let dir = self.sandbox_dir(id);
+        match &self.net {
+            Some(net) => Ok(net.detach(id, &dir).await?),
+            None => Ok(()),
+        }
     }
 
     /// The driver's configuration.
@@ -237,6 +277,13 @@ impl Driver for RuncDriver {
         }
         let rootfs = dir.join("rootfs");
         let socket_dir = dir.join("run");
+        let attachment = match spec.network {
+            NetworkPolicy::None => None,
+            NetworkPolicy::Egress => {
+                let net = self.net.as_ref().ok_or(DriverError::NoEgress)?;
+                Some(net.attach(spec.id, &dir).await?)
+            }
+        };
         let oci = build_spec(
             spec,
             BundlePaths {
@@ -244,6 +291,11 @@ impl Driver for RuncDriver {
                 guest_agent: &self.config.guest_agent,
                 socket_dir: &socket_dir,
                 nofile_limit: host_nofile_limit(),
+                network: attachment.as_ref().map(|a| NetworkPaths {
+                    netns: &a.netns,
+                    resolv_conf: &a.resolv_conf,
+                    hosts: &a.hosts,
+                }),
             },
         )?;
         let config_path = dir.join("config.json");
@@ -316,12 +368,14 @@ impl Driver for RuncDriver {
 
     async fn stop(&self, id: SandboxId, grace: Duration) -> Result<(), DriverError> {
         self.remove_container(&id.to_string(), grace).await?;
+        self.detach_network(id).await?;
         overlay::unmount(&self.sandbox_dir(id).join("rootfs"))
     }
 
     async fn destroy(&self, id: SandboxId) -> Result<(), DriverError> {
         self.remove_container(&id.to_string(), Duration::ZERO)
             .await?;
+        self.detach_network(id).await?;
         let dir = self.sandbox_dir(id);
         let merged = dir.join("rootfs");
         overlay::unmount(&merged)?;
@@ -392,5 +446,20 @@ impl Driver for RuncDriver {
 
     fn console_log_path(&self, id: SandboxId) -> PathBuf {
         self.sandbox_dir(id).join("console.log")
+    }
+
+    fn egress_available(&self) -> bool {
+        self.net.is_some()
+    }
+
+    fn network_address(&self, id: SandboxId) -> Option<Ipv4Addr> {
+        self.net.as_ref().and_then(|n| n.address(id))
+    }
+
+    async fn list_network(&self) -> Result<Vec<SandboxId>, DriverError> {
+        match &self.net {
+            Some(net) => Ok(net.leftovers().await?),
+            None => Ok(Vec::new()),
+        }
     }
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use hangar_core::{
     BootEvent, ConnectFlow, ConnectPrompt, ConnectSession, ConnectSessionId, ConnectState,
-    DriverKind, Failure, Limits, NodeId, ProviderId, RetentionPolicy, Sandbox, SandboxId,
-    SandboxState, Timestamp, TokenId, UserId,
+    DriverKind, Failure, Limits, NetworkPolicy, NodeId, ProviderId, RetentionPolicy, Sandbox,
+    SandboxId, SandboxState, Timestamp, TokenId, UserId,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -28,6 +28,10 @@ pub struct CreateSandboxRequest {
     /// What to keep if the sandbox fails. Default: release everything.
     #[serde(default)]
     pub retention: Option<RetentionPolicy>,
+    /// `none` (loopback only) or `egress` (outbound internet through the node's NAT).
+    /// Default: the node's configured default.
+    #[serde(default)]
+    pub network: Option<NetworkPolicy>,
 }
 
 /// Limits in a create request; missing fields take the server defaults.
@@ -72,6 +76,13 @@ pub struct SandboxView {
     pub state: SandboxState,
     /// Limits in force.
     pub limits: Limits,
+    /// Network policy: `none` or `egress`.
+    #[serde(default)]
+    pub network: NetworkPolicy,
+    /// Its IPv4 address on the node's sandbox network, while it runs with `egress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "10.89.0.2")]
+    pub address: Option<std::net::Ipv4Addr>,
     /// Stages of the latest boot with their times.
     pub boot: Vec<BootEvent>,
     /// Why it failed, when failed.
@@ -99,6 +110,8 @@ impl From<Sandbox> for SandboxView {
             driver: s.driver,
             state: s.state,
             limits: s.limits,
+            network: s.network,
+            address: None,
             boot: s.boot,
             failure: s.failure,
             retention: s.retention,
@@ -107,6 +120,14 @@ impl From<Sandbox> for SandboxView {
             updated_at: s.updated_at,
             released_at: s.released_at,
         }
+    }
+}
+
+impl SandboxView {
+    /// The view with the sandbox's network address (see [`SandboxView::address`]).
+    pub fn with_address(mut self, address: Option<std::net::Ipv4Addr>) -> Self {
+        self.address = address;
+        self
     }
 }
 

@@ -30,7 +30,8 @@ pub(super) fn parse_id(raw: &str) -> Result<SandboxId, ApiError> {
     responses(
         (status = 202, description = "Accepted; boot in progress", body = SandboxView),
         (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 422, description = "Unknown image or limits out of range", body = Problem)))]
+        (status = 422, description = "Unknown image, limits out of range, unknown network \
+            policy or egress on a node without a sandbox network", body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -42,6 +43,7 @@ pub async fn create(
         limits: body.limits.map(|l| l.resolve(defaults)),
         readiness_timeout: body.readiness_timeout_ms.map(Duration::from_millis),
         retention: body.retention.unwrap_or_default(),
+        network: body.network,
     };
     let sandbox = state.sandboxes.create(&caller, req).await?;
     Ok((StatusCode::ACCEPTED, ApiJson(sandbox.into())))
@@ -57,10 +59,19 @@ pub async fn list(
 ) -> Result<ApiJson<Vec<SandboxView>>, ApiError> {
     let Query(query) = query?;
     let sandboxes = state.sandboxes.list(&caller, query.all).await?;
-    Ok(ApiJson(sandboxes.into_iter().map(Into::into).collect()))
+    Ok(ApiJson(
+        sandboxes
+            .into_iter()
+            .map(|s| {
+                let address = state.sandboxes.network_address(&s);
+                SandboxView::from(s).with_address(address)
+            })
+            .collect(),
+    ))
 }
 
-/// One sandbox: state, limits, boot stages with times, failure.
+/// One sandbox: state, limits, network policy (and address while it runs with egress), boot
+/// stages with times, failure.
 #[utoipa::path(get, path = "/api/v1/sandboxes/{id}", tag = "sandboxes",
     params(("id" = String, Path, description = "Sandbox id")),
     responses((status = 200, body = SandboxView), (status = 404, body = Problem)))]
@@ -70,7 +81,8 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<ApiJson<SandboxView>, ApiError> {
     let sandbox = state.sandboxes.get(&caller, parse_id(&id)?).await?;
-    Ok(ApiJson(sandbox.into()))
+    let address = state.sandboxes.network_address(&sandbox);
+    Ok(ApiJson(SandboxView::from(sandbox).with_address(address)))
 }
 
 /// Runs a command to completion in a running sandbox.

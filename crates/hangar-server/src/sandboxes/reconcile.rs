@@ -1,7 +1,8 @@
 //! The reconciler: brings the store and the runtime into agreement, at start and then
 //! periodically.
 //!
-//! - Runtime containers and sandbox directories with no live record are orphans: removed.
+//! - Runtime containers, sandbox directories and network leftovers (veths on the node's
+//!   bridge) with no live record are orphans: removed.
 //! - A `running` (or `stopping`) sandbox whose process the runtime no longer runs is marked
 //!   `failed` (`vanished`) with the reason.
 //! - Work interrupted by a restart is finished: `creating`/`starting` become `running` if the
@@ -67,7 +68,16 @@ impl SandboxService {
                 }
             }
         }
-        for id in &inventory.dirs {
+        // Network leftovers (a veth whose sandbox is gone) go the same way: destroy is
+        // idempotent and removes veth, namespace and lease.
+        let mut candidates = inventory.dirs.clone();
+        candidates.extend(
+            inventory
+                .network
+                .iter()
+                .filter(|id| !inventory.dirs.contains(id)),
+        );
+        for id in &candidates {
             if keeps(id) || self.is_busy(*id) {
                 continue;
             }

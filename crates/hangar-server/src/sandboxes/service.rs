@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use hangar_agent::Node;
 use hangar_core::{
-    BootEvent, BootStage, DriverKind, Failure, FailureKind, Limits, RetentionPolicy, Sandbox,
-    SandboxId, SandboxState,
+    BootEvent, BootStage, DriverKind, Failure, FailureKind, Limits, NetworkPolicy, RetentionPolicy,
+    Sandbox, SandboxId, SandboxState,
 };
 use hangar_guest::client::{ExecOutput, PtyReader, PtyWriter};
 use hangar_guest::protocol::{ErrorCode, ExecRequest, PtyRequest};
@@ -37,6 +37,12 @@ pub struct SandboxConfig {
     pub max_exec_timeout: Duration,
     /// Lines of console log carried in a failure (default 20).
     pub console_tail_lines: usize,
+    /// Network policy when a request gives none (default `none`; `hangar up` makes it
+    /// `egress` unless the config file says otherwise).
+    pub default_network: NetworkPolicy,
+    /// The node's sandbox network (bridge, subnet, DNS, deny list); `None`: no egress on
+    /// this node, and asking for it is refused.
+    pub network: Option<hangar_runtime::net::NetworkConfig>,
 }
 
 impl Default for SandboxConfig {
@@ -49,6 +55,8 @@ impl Default for SandboxConfig {
             exec_timeout: Duration::from_secs(60),
             max_exec_timeout: Duration::from_secs(3600),
             console_tail_lines: 20,
+            default_network: NetworkPolicy::None,
+            network: None,
         }
     }
 }
@@ -64,6 +72,8 @@ pub struct CreateSandbox {
     pub readiness_timeout: Option<Duration>,
     /// Retention policy on failure.
     pub retention: RetentionPolicy,
+    /// Network policy; the service default when `None`.
+    pub network: Option<NetworkPolicy>,
 }
 
 /// One command to run to completion.
@@ -133,7 +143,8 @@ impl SandboxService {
 
     /// Records a new sandbox in state `creating` and starts its boot in the background.
     /// Returns at once. Errors: [`SandboxError::UnknownImage`], [`SandboxError::Limits`],
-    /// [`SandboxError::Invalid`] (readiness deadline out of range).
+    /// [`SandboxError::Invalid`] (readiness deadline out of range, egress on a node without
+    /// a sandbox network).
     pub async fn create(
         self: &Arc<Self>,
         principal: &Principal,
@@ -161,6 +172,13 @@ impl SandboxService {
                 });
             }
         }
+        let network = req.network.unwrap_or(self.config.default_network);
+        if network == NetworkPolicy::Egress && !self.node.driver().egress_available() {
+            return Err(SandboxError::Invalid {
+                field: "network",
+                reason: "this node has no sandbox network configured; use \"none\"".into(),
+            });
+        }
         let image_name = if req.image.is_empty() {
             "default".to_owned()
         } else {
@@ -181,6 +199,7 @@ impl SandboxService {
             image_digest: image.digest.clone(),
             driver: self.node.driver().kind(),
             limits,
+            network,
             state: SandboxState::Creating,
             boot: vec![BootEvent {
                 stage: BootStage::Created,
@@ -198,9 +217,19 @@ impl SandboxService {
             id: sandbox.id,
             image,
             limits,
+            network,
         };
         self.spawn_boot(spec, SandboxState::Creating, readiness);
         Ok(sandbox)
+    }
+
+    /// The sandbox's address on the node's sandbox network while it holds a lease (a
+    /// running egress sandbox); read from the driver's lease table, no I/O.
+    pub fn network_address(&self, sandbox: &Sandbox) -> Option<std::net::Ipv4Addr> {
+        match sandbox.network {
+            NetworkPolicy::Egress => self.node.driver().network_address(sandbox.id),
+            NetworkPolicy::None => None,
+        }
     }
 
     /// One of the caller's sandboxes. Another user's id is [`SandboxError::NotFound`].
@@ -413,6 +442,7 @@ impl SandboxService {
             id,
             image,
             limits: sandbox.limits,
+            network: sandbox.network,
         };
         let readiness = Duration::from_millis(sandbox.readiness_timeout_ms);
         self.spawn_boot(spec, SandboxState::Starting, readiness);
