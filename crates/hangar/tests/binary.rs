@@ -24,14 +24,32 @@ impl Up {
         Self::start_with(data, None)
     }
 
+    /// Starts `hangar up` with `config` plus a `[network]` table naming this test's own
+    /// bridge and subnet (written by [`prepare_data`]), so parallel tests share no network
+    /// and the default policy (`egress`) is the binary's own.
     fn start_with(data: &Path, config: Option<&Path>) -> anyhow::Result<Self> {
         use std::os::unix::process::CommandExt;
+        let mut text = match config {
+            Some(path) => std::fs::read_to_string(path)?,
+            None => String::new(),
+        };
+        let net: hangar_runtime::net::NetworkConfig =
+            serde_json::from_slice(&std::fs::read(data.join(TEST_NETWORK))?)?;
+        let dns: Vec<String> = net
+            .dns
+            .iter()
+            .map(|a| format!("{:?}", a.to_string()))
+            .collect();
+        text.push_str(&format!(
+            "\n[network]\nbridge = {:?}\nsubnet = \"{}\"\ndns = [{}]\n",
+            net.bridge,
+            net.subnet,
+            dns.join(", ")
+        ));
+        let merged = data.join("hangar-up.toml");
+        std::fs::write(&merged, text)?;
         let mut cmd = Command::new(HANGAR);
-        if let Some(config) = config {
-            cmd.arg("up").arg("--config").arg(config);
-        } else {
-            cmd.arg("up");
-        }
+        cmd.arg("up").arg("--config").arg(&merged);
         let mut child = cmd
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
@@ -124,9 +142,33 @@ impl Drop for Up {
     }
 }
 
-fn prepare_data() -> anyhow::Result<tempfile::TempDir> {
+/// Where [`prepare_data`] keeps the test's sandbox network settings (JSON).
+const TEST_NETWORK: &str = "test-network.json";
+
+/// A test's data directory and its sandbox network, removed (network first) on drop.
+struct TestData {
+    dir: tempfile::TempDir,
+    net: hangar_runtime::net::NetworkConfig,
+}
+
+impl TestData {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TestData {
+    fn drop(&mut self) {
+        hangar_testkit::remove_test_network(self.dir.path(), &self.net);
+    }
+}
+
+fn prepare_data() -> anyhow::Result<TestData> {
     require_root_and_runc();
-    let data = tempfile::Builder::new().prefix("hangar-bin").tempdir()?;
+    let dir = tempfile::Builder::new().prefix("hangar-bin").tempdir()?;
+    let net = hangar_testkit::test_network();
+    std::fs::write(dir.path().join(TEST_NETWORK), serde_json::to_vec(&net)?)?;
+    let data = TestData { dir, net };
     let images = ImageStore::open(data.path().join("images"))?;
     hangar_runtime::image::testing::busybox_image(&images, "busybox", None)?;
     hangar_runtime::image::testing::busybox_image(
