@@ -6,6 +6,7 @@
 //! **Architecture Invariant:** nothing here is a fake: the plane is the same
 //! [`hangar_server::local::LocalPlane`] that `hangar up` assembles.
 
+pub mod anthropic_auth;
 pub mod google_auth;
 pub mod openai_auth;
 pub mod standin;

@@ -1,14 +1,15 @@
 //! The real CLIs sign in for real, from the default image, in the browser sandbox of a connect
 //! session: `codex login --device-auth` against a stand-in of auth.openai.com
-//! (`hangar_testkit::openai_auth`), and the Gemini CLI's "Login with Google" paste-code flow
-//! against a stand-in of Google's OAuth endpoints (`hangar_testkit::google_auth`). Both say
-//! they are stand-ins.
+//! (`hangar_testkit::openai_auth`), the Gemini CLI's "Login with Google" paste-code flow
+//! against a stand-in of Google's OAuth endpoints (`hangar_testkit::google_auth`), and
+//! `claude auth login`'s paste-code flow against a stand-in of Anthropic's
+//! (`hangar_testkit::anthropic_auth`). Each says it is a stand-in.
 //!
 //! The providers cannot be reached from here, so each CLI is pointed at its stand-in by name
 //! resolution and a test CA inside the test sandbox only: the test adds the provider's host
 //! names as `127.0.0.1` to that sandbox's `/etc/hosts`, writes the test CA into it, and the
 //! flow's environment names it (`SSL_CERT_FILE` for codex, `NODE_EXTRA_CA_CERTS` for the
-//! Node-based Gemini CLI). The stand-in listens on `127.0.0.1:443` inside that sandbox's own
+//! Node-based Gemini CLI and the Bun-built Claude Code). The stand-in listens on `127.0.0.1:443` inside that sandbox's own
 //! network namespace. Nothing else is changed: the CLIs, their flows, PKCE code exchanges and
 //! credential files are the real ones; hangar's capture, vault, delivery and status checks
 //! follow.
@@ -18,6 +19,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use hangar_server::connect::ConnectConfig;
+use hangar_testkit::anthropic_auth::AnthropicAuthStandIn;
 use hangar_testkit::google_auth::GoogleAuthStandIn;
 use hangar_testkit::openai_auth::OpenAiAuthStandIn;
 use hangar_testkit::{default_image_store, wait_until, TestConfig, TestPlane};
@@ -321,5 +323,88 @@ async fn gemini_paste_code_sign_in_runs_for_real_against_a_stand_in_google() -> 
         .await?;
     assert_eq!(list[0]["provider"], "gemini_cli", "{list}");
     assert!(list[0]["access_token_expires_at"].is_string(), "{list}");
+    tp.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_paste_code_sign_in_runs_for_real_against_a_stand_in_anthropic() -> anyhow::Result<()>
+{
+    let (tp, _providers, cli_sandbox, id, browser) =
+        start_gated_session("claude_code", "paste_code", "NODE_EXTRA_CA_CERTS").await?;
+    let t = tp.admin_token.clone();
+    let pid = sandbox_pid(&tp, &browser)?;
+    let standin =
+        AnthropicAuthStandIn::start_in_netns(&PathBuf::from(format!("/proc/{pid}/ns/net"))).await?;
+    point_at_stand_in(
+        &tp,
+        &browser,
+        hangar_testkit::anthropic_auth::HOSTS,
+        &standin.ca_pem,
+    )?;
+
+    // The real CLI printed its authorization URL; hangar shows it.
+    let waiting = tp
+        .wait_connect(&t, &id, Duration::from_secs(90), |s| s != "starting")
+        .await?;
+    assert_eq!(waiting["state"], "awaiting_user", "{waiting}");
+    assert_eq!(waiting["prompt"]["kind"], "authorize_url", "{waiting}");
+    let url = waiting["prompt"]["url"].as_str().unwrap_or_default();
+
+    // The person signs in there and pastes what the callback page shows.
+    let code = standin.authorize(url)?;
+    let (status, body) = tp
+        .request(
+            Method::POST,
+            &format!("/api/v1/connect/{id}/code"),
+            Some(&t),
+            Some(serde_json::json!({ "code": code })),
+        )
+        .await?;
+    assert_eq!(status, 204, "{body}");
+    let done = tp
+        .wait_connect(&t, &id, Duration::from_secs(90), |s| {
+            matches!(s, "completed" | "failed" | "expired")
+        })
+        .await?;
+    assert_eq!(
+        done["state"],
+        "completed",
+        "{done}; stand-in saw {:?}",
+        standin.requests()
+    );
+    let requests = standin.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r == "POST token authorization_code -> 200"),
+        "{requests:?}"
+    );
+
+    // Delivered with the issued access token and without the real refresh token, and the
+    // real `claude auth status` in the CLI sandbox says logged in.
+    let check = tp.wait_status_check(&t, Duration::from_secs(60)).await?;
+    assert_eq!(check["last_check_ok"], true, "{check}");
+    let (_, out) = tp
+        .exec(
+            &t,
+            &cli_sandbox,
+            &["sh", "-c", "cat ~/.claude/.credentials.json"],
+        )
+        .await?;
+    let delivered = out["stdout"].as_str().unwrap_or("");
+    let access = standin.access_tokens();
+    let refresh = standin.refresh_tokens();
+    assert!(
+        access
+            .first()
+            .is_some_and(|a| delivered.contains(a.as_str())),
+        "{out}"
+    );
+    assert!(
+        refresh
+            .first()
+            .is_some_and(|r| !delivered.contains(r.as_str())),
+        "{out}"
+    );
     tp.shutdown().await
 }
