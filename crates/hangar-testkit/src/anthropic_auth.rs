@@ -21,17 +21,16 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::standin::{
-    oauth_error, pkce_s256, query_pairs, random_token, serve_tls_in_netns, token_params,
+    oauth_error, pkce_s256, query_pairs, random_token, token_params, Ledger, StandIn, StandInState,
 };
 
 /// The host names the CLI reaches (or shows) during sign-in.
@@ -48,56 +47,43 @@ pub const MANUAL_REDIRECT_URL: &str = "https://platform.claude.com/oauth/code/ca
 /// The account the stand-in signs in.
 pub const EMAIL: &str = "dev@example.test";
 
+/// The stand-in's state (its fields are its own).
 #[derive(Default)]
-struct Inner {
+pub struct Inner {
     /// code -> (challenge, redirect_uri, state)
     codes: HashMap<String, (String, String, String)>,
-    access: Vec<String>,
-    /// live refresh tokens, issued order; used ones are removed from `live`
-    refresh: Vec<String>,
+    /// live refresh tokens; used ones are removed
     live: Vec<String>,
-    requests: Vec<String>,
+    ledger: Ledger,
 }
 
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Inner>>);
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+impl StandInState for Inner {
+    fn ledger(&mut self) -> &mut Ledger {
+        &mut self.ledger
     }
 }
 
-/// A running stand-in; stops when dropped.
-pub struct AnthropicAuthStandIn {
-    shared: Shared,
-    /// PEM of the test CA that signed the server certificate (give it to the CLI).
-    pub ca_pem: String,
-    handle: axum_server::Handle,
-}
+type Shared = crate::standin::Shared<Inner>;
 
-impl Drop for AnthropicAuthStandIn {
-    fn drop(&mut self) {
-        self.handle.shutdown();
+/// A running stand-in; stops when dropped. Its CA, requests and issued tokens are on
+/// [`StandIn`].
+pub struct AnthropicAuthStandIn(StandIn<Inner>);
+
+impl std::ops::Deref for AnthropicAuthStandIn {
+    type Target = StandIn<Inner>;
+    fn deref(&self) -> &StandIn<Inner> {
+        &self.0
     }
 }
 
 impl AnthropicAuthStandIn {
     /// Starts the stand-in on `127.0.0.1:443` inside the network namespace at `netns`.
     pub async fn start_in_netns(netns: &Path) -> anyhow::Result<Self> {
-        let shared = Shared::default();
-        let app = Router::new()
+        let routes = Router::new()
             .route("/v1/oauth/token", post(token))
             .route("/api/oauth/profile", get(profile))
-            .route("/api/oauth/claude_cli/roles", get(roles))
-            .fallback(unknown)
-            .with_state(shared.clone());
-        let (ca_pem, handle) = serve_tls_in_netns(netns, HOSTS, app).await?;
-        Ok(Self {
-            shared,
-            ca_pem,
-            handle,
-        })
+            .route("/api/oauth/claude_cli/roles", get(roles));
+        Ok(Self(StandIn::start(netns, HOSTS, routes).await?))
     }
 
     /// The person signs in at the authorization URL the CLI printed; returns what the
@@ -123,7 +109,7 @@ impl AnthropicAuthStandIn {
         );
         anyhow::ensure!(!get("state").is_empty(), "state: {url}");
         let code = random_token(32);
-        let mut inner = self.shared.lock();
+        let mut inner = self.state().lock();
         inner.codes.insert(
             code.clone(),
             (
@@ -133,33 +119,11 @@ impl AnthropicAuthStandIn {
             ),
         );
         inner
+            .ledger
             .requests
             .push("GET authorize (the person) -> code".into());
         Ok(format!("{code}#{}", get("state")))
     }
-
-    /// The access tokens issued so far, oldest first.
-    pub fn access_tokens(&self) -> Vec<String> {
-        self.shared.lock().access.clone()
-    }
-
-    /// The refresh tokens issued so far, oldest first.
-    pub fn refresh_tokens(&self) -> Vec<String> {
-        self.shared.lock().refresh.clone()
-    }
-
-    /// Every request seen, as `METHOD PATH -> STATUS`, oldest first.
-    pub fn requests(&self) -> Vec<String> {
-        self.shared.lock().requests.clone()
-    }
-}
-
-async fn unknown(State(shared): State<Shared>, uri: Uri) -> Response {
-    shared
-        .lock()
-        .requests
-        .push(format!("UNKNOWN {} -> 404", uri.path()));
-    oauth_error(StatusCode::NOT_FOUND, "not_found")
 }
 
 async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -> Response {
@@ -198,10 +162,13 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -
         Ok(()) => {
             let access = format!("sk-ant-oat01-stand-in-{}", random_token(32));
             let refresh = format!("sk-ant-ort01-stand-in-{}", random_token(32));
-            inner.access.push(access.clone());
-            inner.refresh.push(refresh.clone());
+            inner.ledger.access.push(access.clone());
+            inner.ledger.refresh.push(refresh.clone());
             inner.live.push(refresh.clone());
-            inner.requests.push(format!("POST token {grant} -> 200"));
+            inner
+                .ledger
+                .requests
+                .push(format!("POST token {grant} -> 200"));
             let body = json!({
                 "access_token": access,
                 "refresh_token": refresh,
@@ -220,6 +187,7 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -
         }
         Err((status, code)) => {
             inner
+                .ledger
                 .requests
                 .push(format!("POST token {grant} -> {} {code}", status.as_u16()));
             oauth_error(status, code)
@@ -235,8 +203,9 @@ fn bearer_ok(shared: &Shared, headers: &HeaderMap, what: &str) -> bool {
         .unwrap_or_default()
         .to_owned();
     let mut inner = shared.lock();
-    let ok = inner.access.contains(&bearer);
+    let ok = inner.ledger.access.contains(&bearer);
     inner
+        .ledger
         .requests
         .push(format!("GET {what} -> {}", if ok { 200 } else { 401 }));
     ok

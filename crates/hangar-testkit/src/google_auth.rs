@@ -21,18 +21,17 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::standin::{
-    jwt, oauth_error, pkce_s256, query_pairs, random_token, serve_tls_in_netns, token_params,
-    unix_now,
+    jwt, oauth_error, pkce_s256, query_pairs, random_token, token_params, unix_now, Ledger,
+    StandIn, StandInState,
 };
 
 /// The host names the CLI reaches (or shows) during sign-in.
@@ -50,53 +49,40 @@ pub const CLIENT_SECRET: &str = "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";
 /// The account the stand-in signs in.
 pub const EMAIL: &str = "dev@example.test";
 
+/// The stand-in's state (its fields are its own).
 #[derive(Default)]
-struct Inner {
+pub struct Inner {
     /// code -> (challenge, redirect_uri)
     codes: HashMap<String, (String, String)>,
-    access: Vec<String>,
-    refresh: Vec<String>,
-    requests: Vec<String>,
+    ledger: Ledger,
 }
 
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Inner>>);
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+impl StandInState for Inner {
+    fn ledger(&mut self) -> &mut Ledger {
+        &mut self.ledger
     }
 }
 
-/// A running stand-in; stops when dropped.
-pub struct GoogleAuthStandIn {
-    shared: Shared,
-    /// PEM of the test CA that signed the server certificate (give it to the CLI).
-    pub ca_pem: String,
-    handle: axum_server::Handle,
-}
+type Shared = crate::standin::Shared<Inner>;
 
-impl Drop for GoogleAuthStandIn {
-    fn drop(&mut self) {
-        self.handle.shutdown();
+/// A running stand-in; stops when dropped. Its CA, requests and issued tokens are on
+/// [`StandIn`].
+pub struct GoogleAuthStandIn(StandIn<Inner>);
+
+impl std::ops::Deref for GoogleAuthStandIn {
+    type Target = StandIn<Inner>;
+    fn deref(&self) -> &StandIn<Inner> {
+        &self.0
     }
 }
 
 impl GoogleAuthStandIn {
     /// Starts the stand-in on `127.0.0.1:443` inside the network namespace at `netns`.
     pub async fn start_in_netns(netns: &Path) -> anyhow::Result<Self> {
-        let shared = Shared::default();
-        let app = Router::new()
+        let routes = Router::new()
             .route("/token", post(token))
-            .route("/oauth2/v2/userinfo", get(userinfo))
-            .fallback(unknown)
-            .with_state(shared.clone());
-        let (ca_pem, handle) = serve_tls_in_netns(netns, HOSTS, app).await?;
-        Ok(Self {
-            shared,
-            ca_pem,
-            handle,
-        })
+            .route("/oauth2/v2/userinfo", get(userinfo));
+        Ok(Self(StandIn::start(netns, HOSTS, routes).await?))
     }
 
     /// The person signs in at the authorization URL the CLI printed; returns the code the
@@ -118,7 +104,7 @@ impl GoogleAuthStandIn {
         anyhow::ensure!(get("access_type") == "offline", "access_type: {url}");
         anyhow::ensure!(!get("state").is_empty(), "state: {url}");
         let code = format!("4/0stand-in-{}", random_token(24));
-        let mut inner = self.shared.lock();
+        let mut inner = self.state().lock();
         inner.codes.insert(
             code.clone(),
             (
@@ -127,33 +113,11 @@ impl GoogleAuthStandIn {
             ),
         );
         inner
+            .ledger
             .requests
             .push("GET authorize (the person) -> code".into());
         Ok(code)
     }
-
-    /// The access tokens issued so far, oldest first.
-    pub fn access_tokens(&self) -> Vec<String> {
-        self.shared.lock().access.clone()
-    }
-
-    /// The refresh tokens issued so far, oldest first.
-    pub fn refresh_tokens(&self) -> Vec<String> {
-        self.shared.lock().refresh.clone()
-    }
-
-    /// Every request seen, as `METHOD PATH -> STATUS`, oldest first.
-    pub fn requests(&self) -> Vec<String> {
-        self.shared.lock().requests.clone()
-    }
-}
-
-async fn unknown(State(shared): State<Shared>, uri: Uri) -> Response {
-    shared
-        .lock()
-        .requests
-        .push(format!("UNKNOWN {} -> 404", uri.path()));
-    oauth_error(StatusCode::NOT_FOUND, "not_found")
 }
 
 async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -> Response {
@@ -174,7 +138,15 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -
                 }
                 _ => Err((StatusCode::BAD_REQUEST, "invalid_grant")),
             },
-            "refresh_token" if inner.refresh.iter().any(|r| r == get("refresh_token")) => Ok(false),
+            "refresh_token"
+                if inner
+                    .ledger
+                    .refresh
+                    .iter()
+                    .any(|r| r == get("refresh_token")) =>
+            {
+                Ok(false)
+            }
             "refresh_token" => Err((StatusCode::BAD_REQUEST, "invalid_grant")),
             _ => Err((StatusCode::BAD_REQUEST, "unsupported_grant_type")),
         }
@@ -182,7 +154,7 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -
     match answer {
         Ok(new_refresh) => {
             let access = format!("ya29.stand-in-{}", random_token(32));
-            inner.access.push(access.clone());
+            inner.ledger.access.push(access.clone());
             let mut body = json!({
                 "access_token": access,
                 "expires_in": 3599,
@@ -200,10 +172,13 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -
             });
             if new_refresh {
                 let refresh = format!("1//stand-in-{}", random_token(32));
-                inner.refresh.push(refresh.clone());
+                inner.ledger.refresh.push(refresh.clone());
                 body["refresh_token"] = Value::String(refresh);
             }
-            inner.requests.push(format!("POST token {grant} -> 200"));
+            inner
+                .ledger
+                .requests
+                .push(format!("POST token {grant} -> 200"));
             let mut resp = Json(body).into_response();
             resp.headers_mut().insert(
                 axum::http::header::CACHE_CONTROL,
@@ -213,6 +188,7 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -
         }
         Err((status, code)) => {
             inner
+                .ledger
                 .requests
                 .push(format!("POST token {grant} -> {} {code}", status.as_u16()));
             oauth_error(status, code)
@@ -228,11 +204,11 @@ async fn userinfo(State(shared): State<Shared>, headers: HeaderMap) -> Response 
         .unwrap_or_default()
         .to_owned();
     let mut inner = shared.lock();
-    if !inner.access.contains(&bearer) {
-        inner.requests.push("GET userinfo -> 401".into());
+    if !inner.ledger.access.contains(&bearer) {
+        inner.ledger.requests.push("GET userinfo -> 401".into());
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_token");
     }
-    inner.requests.push("GET userinfo -> 200".into());
+    inner.ledger.requests.push("GET userinfo -> 200".into());
     Json(json!({
         "id": "1000000000001",
         "email": EMAIL,

@@ -25,17 +25,17 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::standin::{
-    jwt, oauth_error, pkce_s256, random_token, serve_tls_in_netns, token_params, unix_now,
+    jwt, oauth_error, pkce_s256, random_token, token_params, unix_now, Ledger, StandIn,
+    StandInState,
 };
 
 /// The issuer the Codex CLI has built in.
@@ -54,8 +54,9 @@ pub struct IssuedTokens {
     pub refresh_token: String,
 }
 
+/// The stand-in's state (its fields are its own).
 #[derive(Default)]
-struct Inner {
+pub struct Inner {
     /// device_auth_id -> (user_code, approved)
     device: HashMap<String, (String, bool)>,
     /// authorization code -> (code_challenge, redirect_uri)
@@ -63,31 +64,27 @@ struct Inner {
     /// live refresh tokens; used ones are removed
     refresh: HashMap<String, ()>,
     issued: Vec<IssuedTokens>,
-    requests: Vec<String>,
+    ledger: Ledger,
     counter: u64,
 }
 
 /// The stand-in's state, shared with its handlers.
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Inner>>);
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+impl StandInState for Inner {
+    fn ledger(&mut self) -> &mut Ledger {
+        &mut self.ledger
     }
 }
 
-/// A running stand-in; stops when dropped.
-pub struct OpenAiAuthStandIn {
-    shared: Shared,
-    /// PEM of the test CA that signed the server certificate (give it to the CLI).
-    pub ca_pem: String,
-    handle: axum_server::Handle,
-}
+type Shared = crate::standin::Shared<Inner>;
 
-impl Drop for OpenAiAuthStandIn {
-    fn drop(&mut self) {
-        self.handle.shutdown();
+/// A running stand-in; stops when dropped. Its CA, requests and issued tokens are on
+/// [`StandIn`].
+pub struct OpenAiAuthStandIn(StandIn<Inner>);
+
+impl std::ops::Deref for OpenAiAuthStandIn {
+    type Target = StandIn<Inner>;
+    fn deref(&self) -> &StandIn<Inner> {
+        &self.0
     }
 }
 
@@ -96,25 +93,17 @@ impl OpenAiAuthStandIn {
     /// example `/proc/PID/ns/net` of a sandbox's first process). Fails if the namespace cannot
     /// be entered or the port is taken.
     pub async fn start_in_netns(netns: &Path) -> anyhow::Result<Self> {
-        let shared = Shared::default();
-        let app = Router::new()
+        let routes = Router::new()
             .route("/api/accounts/deviceauth/usercode", post(user_code))
             .route("/api/accounts/deviceauth/token", post(device_token))
-            .route("/oauth/token", post(token))
-            .fallback(unknown)
-            .with_state(shared.clone());
-        let (ca_pem, handle) = serve_tls_in_netns(netns, &[HOST], app).await?;
-        Ok(Self {
-            shared,
-            ca_pem,
-            handle,
-        })
+            .route("/oauth/token", post(token));
+        Ok(Self(StandIn::start(netns, &[HOST], routes).await?))
     }
 
     /// The person approves `user_code` on the verification page. False if no device
     /// authorization carries that code.
     pub fn approve(&self, user_code: &str) -> bool {
-        let mut inner = self.shared.lock();
+        let mut inner = self.state().lock();
         let mut found = false;
         for (code, approved) in inner.device.values_mut() {
             if code == user_code {
@@ -127,31 +116,14 @@ impl OpenAiAuthStandIn {
 
     /// Every token set issued so far, oldest first.
     pub fn issued(&self) -> Vec<IssuedTokens> {
-        self.shared.lock().issued.clone()
+        self.state().lock().issued.clone()
     }
-
-    /// Every request seen, as `METHOD PATH -> STATUS`, oldest first.
-    pub fn requests(&self) -> Vec<String> {
-        self.shared.lock().requests.clone()
-    }
-}
-
-fn log(shared: &Shared, what: String) {
-    shared.lock().requests.push(what);
-}
-
-async fn unknown(State(shared): State<Shared>, uri: Uri, body: String) -> Response {
-    log(
-        &shared,
-        format!("UNKNOWN {uri} ({} bytes) -> 404", body.len()),
-    );
-    oauth_error(StatusCode::NOT_FOUND, "not_found")
 }
 
 async fn user_code(State(shared): State<Shared>, body: String) -> Response {
     let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     if req["client_id"] != CLIENT_ID {
-        log(&shared, "POST usercode (wrong client) -> 400".into());
+        shared.log("POST usercode (wrong client) -> 400".into());
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_client");
     }
     let mut inner = shared.lock();
@@ -162,7 +134,7 @@ async fn user_code(State(shared): State<Shared>, body: String) -> Response {
     inner
         .device
         .insert(device_auth_id.clone(), (code.clone(), false));
-    inner.requests.push("POST usercode -> 200".into());
+    inner.ledger.requests.push("POST usercode -> 200".into());
     Json(json!({"device_auth_id": device_auth_id, "user_code": code, "interval": "1"}))
         .into_response()
 }
@@ -179,6 +151,7 @@ async fn device_token(State(shared): State<Shared>, body: String) -> Response {
         None => StatusCode::NOT_FOUND,
     };
     inner
+        .ledger
         .requests
         .push(format!("POST deviceauth/token -> {}", status.as_u16()));
     if status != StatusCode::OK {
@@ -260,6 +233,7 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -
     match answer {
         Ok(body) => {
             inner
+                .ledger
                 .requests
                 .push(format!("POST oauth/token {grant} -> 200"));
             let mut resp = Json(body).into_response();
@@ -270,7 +244,7 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -
             resp
         }
         Err((status, code)) => {
-            inner.requests.push(format!(
+            inner.ledger.requests.push(format!(
                 "POST oauth/token {grant} -> {} {code}",
                 status.as_u16()
             ));

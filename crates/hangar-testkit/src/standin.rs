@@ -5,9 +5,11 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use base64::Engine;
@@ -156,4 +158,112 @@ pub fn query_pairs(query: &str) -> HashMap<String, String> {
     reqwest::Url::parse(&format!("http://x/?{query}"))
         .map(|u| u.query_pairs().into_owned().collect())
         .unwrap_or_default()
+}
+
+/// What every stand-in records for the test to check.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Every request seen, as `METHOD PATH -> STATUS`, oldest first.
+    pub requests: Vec<String>,
+    /// Access tokens issued, oldest first.
+    pub access: Vec<String>,
+    /// Refresh tokens issued, oldest first.
+    pub refresh: Vec<String>,
+}
+
+/// A stand-in's state: its [`Ledger`] plus whatever its protocol keeps.
+pub trait StandInState: Default + Send + 'static {
+    /// The ledger inside the state.
+    fn ledger(&mut self) -> &mut Ledger;
+}
+
+/// State shared between a stand-in and its handlers (a poisoned lock is taken over: a test
+/// server keeps answering).
+pub struct Shared<T>(Arc<Mutex<T>>);
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<T: Default> Default for Shared<T> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<T: StandInState> Shared<T> {
+    /// The state, locked.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records one request line in the ledger.
+    pub fn log(&self, line: String) {
+        self.lock().ledger().requests.push(line);
+    }
+}
+
+/// A running stand-in: `routes` served as [`serve_tls_in_netns`] describes, with state `T`;
+/// stops when dropped.
+pub struct StandIn<T> {
+    state: Shared<T>,
+    ca_pem: String,
+    handle: axum_server::Handle,
+}
+
+impl<T> Drop for StandIn<T> {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+impl<T: StandInState> StandIn<T> {
+    /// Starts `routes` (with fresh state) inside the network namespace at `netns`, under a
+    /// certificate for `hosts`; unknown paths are answered 404 and logged.
+    pub async fn start(
+        netns: &Path,
+        hosts: &[&str],
+        routes: Router<Shared<T>>,
+    ) -> anyhow::Result<Self> {
+        let state = Shared::<T>::default();
+        let app = routes
+            .fallback(|State(s): State<Shared<T>>, uri: Uri| async move {
+                s.log(format!("UNKNOWN {} -> 404", uri.path()));
+                oauth_error(StatusCode::NOT_FOUND, "not_found")
+            })
+            .with_state(state.clone());
+        let (ca_pem, handle) = serve_tls_in_netns(netns, hosts, app).await?;
+        Ok(Self {
+            state,
+            ca_pem,
+            handle,
+        })
+    }
+
+    /// The state (for the person's part, played by the test).
+    pub fn state(&self) -> &Shared<T> {
+        &self.state
+    }
+
+    /// PEM of the test CA that signed the server certificate (give it to the CLI).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Every request seen, as `METHOD PATH -> STATUS`, oldest first.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().ledger().requests.clone()
+    }
+
+    /// The access tokens issued so far, oldest first.
+    pub fn access_tokens(&self) -> Vec<String> {
+        self.state.lock().ledger().access.clone()
+    }
+
+    /// The refresh tokens issued so far, oldest first.
+    pub fn refresh_tokens(&self) -> Vec<String> {
+        self.state.lock().ledger().refresh.clone()
+    }
 }

@@ -22,6 +22,7 @@ use hangar_server::connect::ConnectConfig;
 use hangar_testkit::anthropic_auth::AnthropicAuthStandIn;
 use hangar_testkit::google_auth::GoogleAuthStandIn;
 use hangar_testkit::openai_auth::OpenAiAuthStandIn;
+use hangar_testkit::standin::{StandIn, StandInState};
 use hangar_testkit::{default_image_store, wait_until, TestConfig, TestPlane};
 use reqwest::Method;
 
@@ -171,7 +172,7 @@ async fn codex_device_code_sign_in_runs_for_real_against_a_stand_in_issuer() -> 
         &tp,
         &browser,
         &[hangar_testkit::openai_auth::HOST],
-        &standin.ca_pem,
+        standin.ca_pem(),
     )?;
 
     // The real CLI asked the stand-in for a device code and printed it; hangar shows it.
@@ -241,52 +242,60 @@ async fn codex_device_code_sign_in_runs_for_real_against_a_stand_in_issuer() -> 
     tp.shutdown().await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn gemini_paste_code_sign_in_runs_for_real_against_a_stand_in_google() -> anyhow::Result<()> {
-    let (tp, _providers, cli_sandbox, id, browser) =
-        start_gated_session("gemini_cli", "paste_code", "NODE_EXTRA_CA_CERTS").await?;
+/// The paste-code sign-in with a real CLI whose provider `id` is played by stand-in `S`:
+/// the CLI prints the authorization URL (hangar shows it), the person signs in there
+/// (`authorize`) and pastes what the page shows, the CLI exchanges the code with the stand-in;
+/// then the session completes and the credential file at `creds` (under home) reaches the
+/// CLI sandbox with the issued access token and without the real refresh token. Returns the
+/// plane and the recorded status check.
+async fn paste_code_sign_in<S, T>(
+    id: &str,
+    ca_env: &str,
+    hosts: &[&str],
+    start: impl AsyncFnOnce(PathBuf) -> anyhow::Result<S>,
+    authorize: impl Fn(&S, &str) -> anyhow::Result<String>,
+    creds: &str,
+) -> anyhow::Result<(TestPlane, serde_json::Value)>
+where
+    S: std::ops::Deref<Target = StandIn<T>>,
+    T: StandInState,
+{
+    let (tp, _providers, cli_sandbox, session, browser) =
+        start_gated_session(id, "paste_code", ca_env).await?;
     let t = tp.admin_token.clone();
     let pid = sandbox_pid(&tp, &browser)?;
-    let standin =
-        GoogleAuthStandIn::start_in_netns(&PathBuf::from(format!("/proc/{pid}/ns/net"))).await?;
-    point_at_stand_in(
-        &tp,
-        &browser,
-        hangar_testkit::google_auth::HOSTS,
-        &standin.ca_pem,
-    )?;
+    let standin = start(PathBuf::from(format!("/proc/{pid}/ns/net"))).await?;
+    point_at_stand_in(&tp, &browser, hosts, standin.ca_pem())?;
 
-    // The real CLI printed Google's authorization URL; hangar shows it.
+    // The real CLI printed its authorization URL; hangar shows it.
     let waiting = tp
-        .wait_connect(&t, &id, Duration::from_secs(90), |s| s != "starting")
+        .wait_connect(&t, &session, Duration::from_secs(90), |s| s != "starting")
         .await?;
     assert_eq!(waiting["state"], "awaiting_user", "{waiting}");
     assert_eq!(waiting["prompt"]["kind"], "authorize_url", "{waiting}");
     let url = waiting["prompt"]["url"].as_str().unwrap_or_default();
 
-    // The person signs in there and pastes the code the page shows.
-    let code = standin.authorize(url)?;
+    // The person signs in there and pastes what the page shows.
+    let code = authorize(&standin, url)?;
     let (status, body) = tp
         .request(
             Method::POST,
-            &format!("/api/v1/connect/{id}/code"),
+            &format!("/api/v1/connect/{session}/code"),
             Some(&t),
             Some(serde_json::json!({ "code": code })),
         )
         .await?;
     assert_eq!(status, 204, "{body}");
     let done = tp
-        .wait_connect(&t, &id, Duration::from_secs(90), |s| {
+        .wait_connect(&t, &session, Duration::from_secs(90), |s| {
             matches!(s, "completed" | "failed" | "expired")
         })
         .await?;
-    assert_eq!(
-        done["state"],
-        "completed",
-        "{done}; stand-in saw {:?}",
-        standin.requests()
-    );
     let requests = standin.requests();
+    assert_eq!(
+        done["state"], "completed",
+        "{done}; stand-in saw {requests:?}"
+    );
     assert!(
         requests
             .iter()
@@ -295,17 +304,12 @@ async fn gemini_paste_code_sign_in_runs_for_real_against_a_stand_in_google() -> 
     );
 
     // Delivered with the issued access token and without the real refresh token.
-    tp.wait_status_check(&t, Duration::from_secs(60)).await?;
+    let check = tp.wait_status_check(&t, Duration::from_secs(60)).await?;
     let (_, out) = tp
-        .exec(
-            &t,
-            &cli_sandbox,
-            &["sh", "-c", "cat ~/.gemini/oauth_creds.json"],
-        )
+        .exec(&t, &cli_sandbox, &["sh", "-c", &format!("cat ~/{creds}")])
         .await?;
     let delivered = out["stdout"].as_str().unwrap_or("");
-    let access = standin.access_tokens();
-    let refresh = standin.refresh_tokens();
+    let (access, refresh) = (standin.access_tokens(), standin.refresh_tokens());
     assert!(
         access
             .first()
@@ -318,8 +322,28 @@ async fn gemini_paste_code_sign_in_runs_for_real_against_a_stand_in_google() -> 
             .is_some_and(|r| !delivered.contains(r.as_str())),
         "{out}"
     );
+    drop(standin);
+    Ok((tp, check))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_paste_code_sign_in_runs_for_real_against_a_stand_in_google() -> anyhow::Result<()> {
+    let (tp, _) = paste_code_sign_in(
+        "gemini_cli",
+        "NODE_EXTRA_CA_CERTS",
+        hangar_testkit::google_auth::HOSTS,
+        async |netns: PathBuf| GoogleAuthStandIn::start_in_netns(&netns).await,
+        GoogleAuthStandIn::authorize,
+        ".gemini/oauth_creds.json",
+    )
+    .await?;
     let (_, list) = tp
-        .request(Method::GET, "/api/v1/credentials", Some(&t), None)
+        .request(
+            Method::GET,
+            "/api/v1/credentials",
+            Some(&tp.admin_token),
+            None,
+        )
         .await?;
     assert_eq!(list[0]["provider"], "gemini_cli", "{list}");
     assert!(list[0]["access_token_expires_at"].is_string(), "{list}");
@@ -329,82 +353,16 @@ async fn gemini_paste_code_sign_in_runs_for_real_against_a_stand_in_google() -> 
 #[tokio::test(flavor = "multi_thread")]
 async fn claude_paste_code_sign_in_runs_for_real_against_a_stand_in_anthropic() -> anyhow::Result<()>
 {
-    let (tp, _providers, cli_sandbox, id, browser) =
-        start_gated_session("claude_code", "paste_code", "NODE_EXTRA_CA_CERTS").await?;
-    let t = tp.admin_token.clone();
-    let pid = sandbox_pid(&tp, &browser)?;
-    let standin =
-        AnthropicAuthStandIn::start_in_netns(&PathBuf::from(format!("/proc/{pid}/ns/net"))).await?;
-    point_at_stand_in(
-        &tp,
-        &browser,
+    let (tp, check) = paste_code_sign_in(
+        "claude_code",
+        "NODE_EXTRA_CA_CERTS",
         hangar_testkit::anthropic_auth::HOSTS,
-        &standin.ca_pem,
-    )?;
-
-    // The real CLI printed its authorization URL; hangar shows it.
-    let waiting = tp
-        .wait_connect(&t, &id, Duration::from_secs(90), |s| s != "starting")
-        .await?;
-    assert_eq!(waiting["state"], "awaiting_user", "{waiting}");
-    assert_eq!(waiting["prompt"]["kind"], "authorize_url", "{waiting}");
-    let url = waiting["prompt"]["url"].as_str().unwrap_or_default();
-
-    // The person signs in there and pastes what the callback page shows.
-    let code = standin.authorize(url)?;
-    let (status, body) = tp
-        .request(
-            Method::POST,
-            &format!("/api/v1/connect/{id}/code"),
-            Some(&t),
-            Some(serde_json::json!({ "code": code })),
-        )
-        .await?;
-    assert_eq!(status, 204, "{body}");
-    let done = tp
-        .wait_connect(&t, &id, Duration::from_secs(90), |s| {
-            matches!(s, "completed" | "failed" | "expired")
-        })
-        .await?;
-    assert_eq!(
-        done["state"],
-        "completed",
-        "{done}; stand-in saw {:?}",
-        standin.requests()
-    );
-    let requests = standin.requests();
-    assert!(
-        requests
-            .iter()
-            .any(|r| r == "POST token authorization_code -> 200"),
-        "{requests:?}"
-    );
-
-    // Delivered with the issued access token and without the real refresh token, and the
-    // real `claude auth status` in the CLI sandbox says logged in.
-    let check = tp.wait_status_check(&t, Duration::from_secs(60)).await?;
+        async |netns: PathBuf| AnthropicAuthStandIn::start_in_netns(&netns).await,
+        AnthropicAuthStandIn::authorize,
+        ".claude/.credentials.json",
+    )
+    .await?;
+    // The real `claude auth status` in the CLI sandbox says logged in.
     assert_eq!(check["last_check_ok"], true, "{check}");
-    let (_, out) = tp
-        .exec(
-            &t,
-            &cli_sandbox,
-            &["sh", "-c", "cat ~/.claude/.credentials.json"],
-        )
-        .await?;
-    let delivered = out["stdout"].as_str().unwrap_or("");
-    let access = standin.access_tokens();
-    let refresh = standin.refresh_tokens();
-    assert!(
-        access
-            .first()
-            .is_some_and(|a| delivered.contains(a.as_str())),
-        "{out}"
-    );
-    assert!(
-        refresh
-            .first()
-            .is_some_and(|r| !delivered.contains(r.as_str())),
-        "{out}"
-    );
     tp.shutdown().await
 }
