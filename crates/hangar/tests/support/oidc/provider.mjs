@@ -19,6 +19,11 @@ const ACCOUNTS = {
   'alice-sub-2': { preferred_username: 'alice', email: 'alice2@example.test', email_verified: true, name: 'Another Alice' },
 };
 
+// stdout carries only the one JSON line: oidc-provider's notices go to stderr.
+console.log = console.error;
+console.info = console.error;
+console.warn = console.error;
+
 const { REDIRECT_URI, CLIENT_ID, CLIENT_SECRET } = process.env;
 if (!REDIRECT_URI || !CLIENT_ID || !CLIENT_SECRET) {
   console.error('REDIRECT_URI, CLIENT_ID and CLIENT_SECRET are required');
