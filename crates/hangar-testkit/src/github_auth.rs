@@ -171,9 +171,11 @@ async fn access_token(State(s): State<Shared>, headers: HeaderMap, body: String)
         .into_response()
 }
 
-fn authorized(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(s: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
     if !headers.contains_key(header::USER_AGENT) {
-        return Err((StatusCode::FORBIDDEN, "requests must have a User-Agent").into_response());
+        return Err(Box::new(
+            (StatusCode::FORBIDDEN, "requests must have a User-Agent").into_response(),
+        ));
     }
     let token = headers
         .get(header::AUTHORIZATION)
@@ -191,17 +193,19 @@ fn authorized(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
     if known {
         Ok(())
     } else {
-        Err((
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"message": "Bad credentials"})),
-        )
-            .into_response())
+        Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"message": "Bad credentials"})),
+            )
+                .into_response(),
+        ))
     }
 }
 
 async fn get_user(State(s): State<Shared>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&s, &headers) {
-        return r;
+        return *r;
     }
     let u = &s.user;
     Json(json!({
@@ -213,7 +217,7 @@ async fn get_user(State(s): State<Shared>, headers: HeaderMap) -> Response {
 
 async fn emails(State(s): State<Shared>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&s, &headers) {
-        return r;
+        return *r;
     }
     let list: Vec<Value> = vec![
         json!({"email": "old@github.test", "primary": false, "verified": true, "visibility": null}),

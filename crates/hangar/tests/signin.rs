@@ -813,7 +813,7 @@ async fn token_form_secure_cookies_csrf_and_rate_limit() -> anyhow::Result<()> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .context("Retry-After")?;
-    assert!(retry >= 1 && retry <= 60, "{retry}");
+    assert!((1..=60).contains(&retry), "{retry}");
     let body: Value = limited.json().await?;
     assert_eq!(body["code"], "rate_limited");
     // The API itself is not limited by the sign-in limit.
