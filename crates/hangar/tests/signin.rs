@@ -816,6 +816,34 @@ async fn token_form_secure_cookies_csrf_and_rate_limit() -> anyhow::Result<()> {
     assert!((1..=60).contains(&retry), "{retry}");
     let body: Value = limited.json().await?;
     assert_eq!(body["code"], "rate_limited");
+    // Sessions live in the store: a second control plane over the same data directory (as
+    // after a restart) accepts the cookie.
+    let again = hangar_server::local::LocalPlane::open(hangar_server::local::LocalConfig {
+        data_dir: tp.data.path().to_owned(),
+        store_url: None,
+        guest_agent: hangar_testkit::guest_agent(),
+        images_dir: Some(tp.data.path().join("images")),
+        sandbox: Default::default(),
+        connect: Default::default(),
+        providers_dir: None,
+        signin: tp.plane.state.signin.config().clone(),
+    })
+    .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let restarted = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, hangar_server::router(again.state)).await;
+    });
+    let me: Value = http
+        .get(format!("{restarted}/api/v1/account"))
+        .header("cookie", format!("hangar_session={session}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    server.abort();
+    assert_eq!(me["name"], "admin", "{me}");
+
     // The API itself is not limited by the sign-in limit.
     let (status, _) = tp
         .request(Method::GET, "/api/v1/account", Some(&tp.admin_token), None)
