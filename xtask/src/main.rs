@@ -181,6 +181,10 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     deps(PACKAGES)?;
     deps(TEST_PACKAGES)?;
     web(root)?;
+    // The sign-in tests run a real OpenID provider (oidc-provider from npm).
+    run(Command::new("npm")
+        .current_dir(root.join("crates/hangar/tests/support/oidc"))
+        .args(["ci", "--no-audit", "--no-fund"]))?;
     let guest = guest(root)?;
     // The end-to-end tests run the real CLIs from the default image; build it once (cached).
     let images = root.join("target/test-images");

@@ -77,6 +77,10 @@ typed_id!(
     /// Identifies one connect session (one attempt to connect a provider account).
     ConnectSessionId
 );
+typed_id!(
+    /// Identifies one browser session record (never the cookie's secret).
+    BrowserSessionId
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,9 +1,11 @@
 //! Identity: who is calling hangar.
 //!
 //! Owns the personal access token format (`hgr_pat_` + 43 characters of URL-safe base64 from
-//! 32 random bytes), its SHA-256 hash (the only form ever stored), parsing of the
-//! `Authorization: Bearer` header (RFC 6750 section 2.1), and the [`Principal`] that request
-//! handlers act for.
+//! 32 random bytes), the browser session token (`hgr_sess_`, same shape, carried in the
+//! `hangar_session` cookie), their SHA-256 hash (the only form ever stored), parsing of the
+//! `Authorization: Bearer` header (RFC 6750 section 2.1), the account name derived from an
+//! external identity ([`derive_user_name`]), and the [`Principal`] that request handlers act
+//! for.
 //!
 //! **Architecture Invariant:** no I/O, no clock, no global RNG: the caller passes the random
 //! source and does the lookups. A token secret is never logged or formatted with `Debug`.
@@ -97,6 +99,95 @@ impl fmt::Debug for ViewerToken {
     }
 }
 
+/// Every browser session token starts with this.
+pub const SESSION_PREFIX: &str = "hgr_sess_";
+
+/// A browser session token: the value of the `hangar_session` cookie, made when a person signs
+/// in (GitHub, OpenID Connect, or a personal access token typed into the sign-in page). 256
+/// random bits after [`SESSION_PREFIX`]; stored only as its SHA-256 ([`TokenHash`]); shown to
+/// the browser once, in `Set-Cookie`. `Debug` is redacted; the buffer is zeroed on drop.
+pub struct SessionToken(Zeroizing<String>);
+
+impl SessionToken {
+    /// Draws a new token from `rng` (a cryptographically secure RNG such as `OsRng`).
+    pub fn generate(rng: &mut impl RngCore) -> Self {
+        Self(random_secret(SESSION_PREFIX, rng))
+    }
+
+    /// The secret text, for the `Set-Cookie` header only.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
+    /// The hash to store.
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(&self.0)
+    }
+
+    /// Checks a presented cookie value: [`SESSION_PREFIX`] followed by 1-128 URL-safe base64
+    /// characters. Returns it unchanged, or [`AuthError::Malformed`] (a personal access token
+    /// or a viewer token is never a session token).
+    pub fn parse(value: &str) -> Result<&str, AuthError> {
+        let body = value
+            .strip_prefix(SESSION_PREFIX)
+            .ok_or(AuthError::Malformed)?;
+        if is_token_body(body) {
+            Ok(value)
+        } else {
+            Err(AuthError::Malformed)
+        }
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
+}
+
+fn is_token_body(body: &str) -> bool {
+    !body.is_empty()
+        && body.len() <= 128
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Longest account name [`derive_user_name`] returns before a collision suffix (`-2`, ...),
+/// leaving room for the suffix within the 64 characters a name may have.
+pub const DERIVED_NAME_MAX: usize = 48;
+
+/// The account name a first sign-in asks for, from what the provider says: the first usable of
+/// `candidates` (OpenID Connect `preferred_username`, GitHub `login`, the local part of the
+/// email), else `user`. Lower-cased; characters other than letters, digits, `-`, `_`, `.`
+/// become `-`; runs of `-` collapse; leading and trailing `-` `.` `_` are trimmed; at most
+/// [`DERIVED_NAME_MAX`] characters. The store adds a suffix when the name is taken.
+pub fn derive_user_name<'a>(candidates: impl IntoIterator<Item = Option<&'a str>>) -> String {
+    for candidate in candidates.into_iter().flatten() {
+        let mut name = String::new();
+        for ch in candidate.chars() {
+            let ch = ch.to_ascii_lowercase();
+            let ch = if ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.') {
+                ch
+            } else {
+                '-'
+            };
+            if ch == '-' && name.ends_with('-') {
+                continue;
+            }
+            name.push(ch);
+            if name.len() >= DERIVED_NAME_MAX {
+                break;
+            }
+        }
+        let name = name.trim_matches(|c| matches!(c, '-' | '.' | '_'));
+        if !name.is_empty() {
+            return name.to_owned();
+        }
+    }
+    "user".to_owned()
+}
+
 /// SHA-256 of a bearer secret: what the store keeps and looks up by. A plain hash (not a slow
 /// password hash) is right here because the secret carries 256 bits of entropy.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,12 +236,7 @@ pub fn parse_bearer(header: Option<&str>) -> Result<&str, AuthError> {
     }
     let token = token.trim();
     let body = token.strip_prefix(PAT_PREFIX).ok_or(AuthError::Malformed)?;
-    if body.is_empty()
-        || body.len() > 128
-        || !body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !is_token_body(body) {
         return Err(AuthError::Malformed);
     }
     Ok(token)
@@ -203,6 +289,64 @@ mod tests {
         let header = format!("Bearer {}", token.expose_secret());
         assert_eq!(parse_bearer(Some(&header)), Err(AuthError::Malformed));
         assert!(!format!("{token:?}").contains(token.expose_secret()));
+    }
+
+    #[test]
+    fn session_tokens_are_their_own_kind_and_redacted() {
+        let token = SessionToken::generate(&mut StepRng::new(9, 3));
+        let secret = token.expose_secret();
+        assert!(secret.starts_with(SESSION_PREFIX));
+        assert_eq!(secret.len(), SESSION_PREFIX.len() + 43);
+        assert_eq!(SessionToken::parse(secret), Ok(secret));
+        assert_eq!(token.hash(), TokenHash::of(secret));
+        assert!(!format!("{token:?}").contains(&secret[SESSION_PREFIX.len()..]));
+        // Neither kind is accepted as the other.
+        assert_eq!(
+            parse_bearer(Some(&format!("Bearer {secret}"))),
+            Err(AuthError::Malformed)
+        );
+        let pat = PersonalAccessToken::generate(&mut StepRng::new(9, 3));
+        assert_eq!(
+            SessionToken::parse(pat.expose_secret()),
+            Err(AuthError::Malformed)
+        );
+        for bad in [
+            "",
+            "hgr_sess_",
+            "hgr_sess_a b",
+            "hgr_sess_%00",
+            "xhgr_sess_abc",
+        ] {
+            assert_eq!(
+                SessionToken::parse(bad),
+                Err(AuthError::Malformed),
+                "{bad:?}"
+            );
+        }
+        let long = format!("{SESSION_PREFIX}{}", "a".repeat(129));
+        assert_eq!(SessionToken::parse(&long), Err(AuthError::Malformed));
+    }
+
+    #[test]
+    fn derived_names_are_valid_account_names() {
+        let cases: &[(&[Option<&str>], &str)] = &[
+            (&[Some("Octocat")], "octocat"),
+            (&[None, Some("Jane.Doe")], "jane.doe"),
+            (&[Some("  "), Some("bob")], "bob"),
+            (&[Some("--ünï code--")], "n-code"),
+            (&[Some("a/b\\c")], "a-b-c"),
+            (&[Some("._-")], "user"),
+            (&[None, None], "user"),
+            (&[], "user"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(derive_user_name(input.iter().copied()), *want, "{input:?}");
+        }
+        let long = "x".repeat(200);
+        assert_eq!(
+            derive_user_name([Some(long.as_str())]).len(),
+            DERIVED_NAME_MAX
+        );
     }
 
     #[test]

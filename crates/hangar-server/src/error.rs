@@ -204,6 +204,20 @@ impl From<AccountError> for ApiError {
     }
 }
 
+impl From<crate::signin::SigninError> for ApiError {
+    fn from(e: crate::signin::SigninError) -> Self {
+        use crate::signin::SigninError::*;
+        match e {
+            Accounts(a) => a.into(),
+            InvalidToken => Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()),
+            UnknownProvider { .. } => Self::not_found(e.to_string()),
+            Upstream(_) => Self::new(StatusCode::BAD_GATEWAY, "upstream", e.to_string()),
+            Store(_) => Self::internal(&e),
+            _ => Self::bad_request(e.to_string()),
+        }
+    }
+}
+
 impl From<ConnectError> for ApiError {
     fn from(e: ConnectError) -> Self {
         use ConnectError::*;

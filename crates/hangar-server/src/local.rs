@@ -50,6 +50,8 @@ pub struct LocalConfig {
     pub connect: ConnectConfig,
     /// Extra provider files (`*.toml`), added to the built-in ones (same id replaces).
     pub providers_dir: Option<PathBuf>,
+    /// Sign-in settings (public URL, GitHub / OpenID Connect providers, sessions).
+    pub signin: crate::signin::SigninConfig,
 }
 
 /// Errors while assembling.
@@ -84,6 +86,9 @@ pub enum LocalError {
     /// A provider file.
     #[error("providers")]
     Providers(#[from] hangar_connect::ProviderError),
+    /// The sign-in settings.
+    #[error("sign-in settings")]
+    Signin(#[from] crate::signin::SigninConfigError),
 }
 
 /// An assembled single-machine control plane.
@@ -118,6 +123,12 @@ impl LocalPlane {
         let store = Store::connect(&url).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let accounts = Accounts::new(store.clone(), Arc::clone(&clock));
+        let signin = crate::signin::SigninService::new(
+            store.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&accounts),
+            config.signin.clone(),
+        )?;
 
         let admin_token_path = data.join("admin-token");
         let mut bootstrapped = false;
@@ -175,6 +186,7 @@ impl LocalPlane {
                 sandboxes,
                 accounts,
                 connect,
+                signin,
                 store,
             },
             admin_token_path,

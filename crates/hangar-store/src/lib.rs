@@ -4,8 +4,8 @@
 //! Owns: the schema (`migrations/sqlite`, `migrations/postgres`, kept in step), the mapping
 //! between rows and the domain types of `hangar-core`, and the compare-and-set writes that make
 //! lifecycle changes race-free ([`SandboxRepo::transition`], [`ConnectSessionRepo::transition`],
-//! [`CredentialRepo::replace_sealed`]), and the one multi-table transaction,
-//! [`Store::complete_connect`].
+//! [`CredentialRepo::replace_sealed`], [`SigninStateRepo::take`]), and the multi-table
+//! transactions [`Store::complete_connect`] and [`Store::sign_in_external`].
 //!
 //! One set of queries serves both databases through sqlx's `Any` driver: `$1` placeholders,
 //! portable SQL, ids as hyphenated UUID text, times as BIGINT unix milliseconds, booleans as
@@ -26,6 +26,7 @@ mod credentials;
 mod error;
 mod nodes;
 mod sandboxes;
+mod signin;
 mod tokens;
 mod users;
 
@@ -43,6 +44,10 @@ pub use credentials::{CredentialRecord, CredentialRepo, NewCredential, NewSeal, 
 pub use error::StoreError;
 pub use nodes::{NodeRecord, NodeRepo};
 pub use sandboxes::{SandboxRepo, StateChange};
+pub use signin::{
+    BrowserSessionRecord, BrowserSessionRepo, ExternalIdentity, ExternalIdentityRepo,
+    ExternalSignIn, SignedInUser, SigninState, SigninStateRefusal, SigninStateRepo,
+};
 pub use tokens::{TokenRecord, TokenRepo};
 pub use users::{User, UserRepo};
 
@@ -233,6 +238,42 @@ impl Store {
     /// Sealed credentials (opaque bytes; the store never opens them).
     pub fn credentials(&self) -> CredentialRepo<'_> {
         CredentialRepo::new(&self.pool)
+    }
+
+    /// Browser sessions (hashes only).
+    pub fn browser_sessions(&self) -> BrowserSessionRepo<'_> {
+        BrowserSessionRepo::new(&self.pool)
+    }
+
+    /// Users' identities at upstream sign-in providers.
+    pub fn external_identities(&self) -> ExternalIdentityRepo<'_> {
+        ExternalIdentityRepo::new(&self.pool)
+    }
+
+    /// Sign-ins in progress (single use).
+    pub fn signin_states(&self) -> SigninStateRepo<'_> {
+        SigninStateRepo::new(&self.pool)
+    }
+
+    /// Signs a person in with an upstream identity, in **one database transaction**: if
+    /// `(provider, subject)` is linked, returns its user (`created: false`, nothing written);
+    /// otherwise creates the user `new_user` (not an admin) named `sign_in.wanted_name`, or
+    /// the first free of `wanted_name-2`, `wanted_name-3`, ..., and links the identity to it
+    /// (`created: true`). Either both rows are written or neither.
+    ///
+    /// A transaction that loses a race (a concurrent first sign-in of the same subject, or a
+    /// concurrent user taking the name) is rolled back and tried again, up to 5 times, so two
+    /// concurrent first sign-ins of one subject make one user.
+    ///
+    /// Errors: [`StoreError::Duplicate`] if every attempt lost (or 1000 names were taken),
+    /// [`StoreError::Database`].
+    pub async fn sign_in_external(
+        &self,
+        sign_in: &ExternalSignIn,
+        new_user: hangar_core::UserId,
+        now: Timestamp,
+    ) -> Result<SignedInUser, StoreError> {
+        signin::sign_in_external(&self.pool, sign_in, new_user, now).await
     }
 
     /// Stores the credential a connect session captured and marks that session `completed`,

@@ -7,6 +7,7 @@
 //! [`hangar_server::local::LocalPlane`] that `hangar up` assembles.
 
 pub mod anthropic_auth;
+pub mod github_auth;
 pub mod google_auth;
 pub mod openai_auth;
 pub mod standin;
@@ -112,6 +113,9 @@ pub struct TestConfig {
     pub images_dir: Option<PathBuf>,
     /// Extra provider files.
     pub providers_dir: Option<PathBuf>,
+    /// Sign-in settings. With [`TestPlane::start_on`], `public_url` should be the listener's
+    /// address (the test knows it before the plane starts, to register redirect URIs).
+    pub signin: hangar_server::signin::SigninConfig,
     /// The node's sandbox network (opt in: `None` keeps every sandbox loopback-only, as
     /// before networking existed). [`test_network`] makes one that parallel tests do not
     /// share. Overrides `sandbox.network` when set.
@@ -248,12 +252,31 @@ impl TestPlane {
 
     /// Starts a plane with every setting given.
     pub async fn start_config(config: TestConfig) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(config, listener).await
+    }
+
+    /// A listener on `127.0.0.1:0` and its base URL (`http://127.0.0.1:PORT`), for
+    /// [`TestPlane::start_on`] when a test needs the address before the plane starts.
+    pub async fn listener() -> anyhow::Result<(tokio::net::TcpListener, String)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        Ok((listener, base))
+    }
+
+    /// Starts a plane with every setting given, serving on `listener` (with the peer address
+    /// available to handlers, as `hangar up` serves).
+    pub async fn start_on(
+        config: TestConfig,
+        listener: tokio::net::TcpListener,
+    ) -> anyhow::Result<Self> {
         let TestConfig {
             sandbox,
             connect,
             images_dir,
             providers_dir,
             network,
+            signin,
         } = config;
         let mut sandbox = sandbox;
         if network.is_some() {
@@ -286,6 +309,7 @@ impl TestPlane {
             sandbox,
             connect,
             providers_dir,
+            signin,
         })
         .await;
         // No TestPlane (and no Drop) if opening failed: remove a half-made network here.
@@ -296,9 +320,9 @@ impl TestPlane {
         let admin_token = std::fs::read_to_string(&plane.admin_token_path)?
             .trim()
             .to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
-        let app = hangar_server::router(plane.state.clone());
+        let app = hangar_server::router(plane.state.clone())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

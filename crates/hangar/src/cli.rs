@@ -107,6 +107,10 @@ pub struct UpArgs {
     /// The static guest agent binary (default: `hangar-guest` beside this executable).
     #[arg(long, env = "HANGAR_GUEST_AGENT")]
     pub guest_agent: Option<PathBuf>,
+    /// The URL people reach hangar at (sign-in redirect URIs, cookies; default
+    /// `http://127.0.0.1:8080`).
+    #[arg(long, env = "HANGAR_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// `--network` values (the API's `network` field).

@@ -2,8 +2,9 @@
 //! defaults. The file's keys are the long flag names with `_` (`listen`, `data_dir`,
 //! `readiness_timeout_ms`, `reconcile_interval_s`, `guest_agent`, `store_url`, `images_dir`),
 //! plus the connect settings (`providers_dir`, `browser_image`, `browser_session`,
-//! `sign_in_timeout_min`), and a `[network]` table (`default`, `subnet`, `bridge`, `dns`,
-//! `deny`; see [`NetworkSection`]).
+//! `sign_in_timeout_min`), a `[network]` table (`default`, `subnet`, `bridge`, `dns`,
+//! `deny`; see [`NetworkSection`]), `public_url` and the sign-in tables `[[signin.oidc]]` and
+//! `[signin.github]` (see [`SigninSection`]).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -44,6 +45,108 @@ pub struct FileConfig {
     /// Sandbox networking.
     #[serde(default)]
     pub network: NetworkSection,
+    /// The URL people reach hangar at (default `http://127.0.0.1:8080`).
+    pub public_url: Option<String>,
+    /// Sign-in with GitHub / OpenID Connect.
+    #[serde(default)]
+    pub signin: SigninSection,
+}
+
+/// The `[signin]` table and its providers. Every key is optional:
+/// ```toml
+/// public_url = "https://hangar.example.com"   # top level: redirect URIs, cookies' Secure
+///
+/// [signin]
+/// session_lifetime_h = 168        # browser sessions last 7 days
+/// rate_limit_burst = 30           # sign-in requests per client address at once...
+/// rate_limit_period_s = 2         # ...then one more every 2 s
+///
+/// [[signin.oidc]]                 # any OpenID Connect provider, by discovery
+/// name = "corp"                   # /login/corp, redirect URI {public_url}/login/corp/callback
+/// display_name = "Corp SSO"
+/// issuer = "https://sso.example.com/realms/main"
+/// client_id = "hangar"
+/// client_secret = "..."
+/// scopes = ["email", "profile"]   # besides openid
+///
+/// [signin.github]                 # a GitHub OAuth app; callback {public_url}/login/github/callback
+/// client_id = "Iv1.0123"
+/// client_secret = "..."
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigninSection {
+    /// Browser session lifetime in hours (default 168).
+    pub session_lifetime_h: Option<u64>,
+    /// Sign-in requests allowed at once per client address (default 30).
+    pub rate_limit_burst: Option<u32>,
+    /// Seconds until one more is allowed (default 2).
+    pub rate_limit_period_s: Option<u64>,
+    /// OpenID Connect providers.
+    #[serde(default)]
+    pub oidc: Vec<OidcSection>,
+    /// GitHub.
+    pub github: Option<GithubSection>,
+}
+
+/// One `[[signin.oidc]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    /// Name in URLs and stored identities (`a-z0-9-_`).
+    pub name: String,
+    /// Button label (default: the name).
+    pub display_name: Option<String>,
+    /// Issuer (discovery at `{issuer}/.well-known/openid-configuration`).
+    pub issuer: String,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: String,
+    /// Scopes besides `openid` (default `email`, `profile`).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for OidcSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSection")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `[signin.github]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubSection {
+    /// The OAuth app's client id.
+    pub client_id: String,
+    /// Its client secret.
+    pub client_secret: String,
+    /// Authorization endpoint (default GitHub's).
+    pub authorize_url: Option<String>,
+    /// Token endpoint (default GitHub's).
+    pub token_url: Option<String>,
+    /// REST API root (default `https://api.github.com`).
+    pub api_url: Option<String>,
+    /// Scopes (default `read:user`, `user:email`).
+    pub scopes: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for GithubSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubSection")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("authorize_url", &self.authorize_url)
+            .field("token_url", &self.token_url)
+            .field("api_url", &self.api_url)
+            .finish()
+    }
 }
 
 /// The `[network]` table. Every key is optional:
@@ -119,6 +222,60 @@ impl FileConfig {
 }
 
 impl FileConfig {
+    /// The sign-in settings, over the defaults; `public_url` is the flag's or the file's.
+    /// Invalid settings are an error naming them.
+    pub fn signin(
+        &self,
+        public_url: Option<&str>,
+    ) -> anyhow::Result<hangar_server::signin::SigninConfig> {
+        use hangar_server::signin::{GithubConfig, OidcProviderConfig, Secret, SigninConfig};
+        let mut config = SigninConfig::default();
+        if let Some(url) = public_url.or(self.public_url.as_deref()) {
+            config.public_url = SigninConfig::parse_public_url(url)?;
+        }
+        let s = &self.signin;
+        if let Some(h) = s.session_lifetime_h {
+            config.session_lifetime = std::time::Duration::from_secs(h.max(1) * 3600);
+        }
+        if let Some(burst) = s.rate_limit_burst {
+            config.rate_limit.burst = burst;
+        }
+        if let Some(period) = s.rate_limit_period_s {
+            config.rate_limit.replenish_every = std::time::Duration::from_secs(period);
+        }
+        config.oidc = s
+            .oidc
+            .iter()
+            .map(|o| OidcProviderConfig {
+                name: o.name.clone(),
+                display_name: o.display_name.clone(),
+                issuer: o.issuer.clone(),
+                client_id: o.client_id.clone(),
+                client_secret: Secret::new(o.client_secret.clone()),
+                scopes: o.scopes.clone(),
+            })
+            .collect();
+        config.github = s.github.as_ref().map(|g| {
+            let mut github =
+                GithubConfig::new(g.client_id.clone(), Secret::new(g.client_secret.clone()));
+            if let Some(u) = &g.authorize_url {
+                github.authorize_url = u.clone();
+            }
+            if let Some(u) = &g.token_url {
+                github.token_url = u.clone();
+            }
+            if let Some(u) = &g.api_url {
+                github.api_url = u.clone();
+            }
+            if let Some(scopes) = &g.scopes {
+                github.scopes = scopes.clone();
+            }
+            github
+        });
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Reads `path` if given; an absent flag means no file.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
         let Some(path) = path else {
@@ -200,5 +357,52 @@ mod tests {
         let bad: FileConfig =
             toml::from_str("[network]\nbridge = \"much-too-long-name\"\n").expect("parse");
         assert!(bad.network.resolve(Vec::new).is_err());
+    }
+
+    #[test]
+    fn signin_section_fills_the_settings() {
+        let empty: FileConfig = toml::from_str("").expect("empty");
+        let config = empty.signin(None).expect("defaults");
+        assert_eq!(config.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert!(config.oidc.is_empty() && config.github.is_none());
+
+        let file: FileConfig = toml::from_str(
+            "public_url = \"https://hangar.example.com\"\n\
+             [signin]\nsession_lifetime_h = 24\nrate_limit_burst = 5\n\
+             [[signin.oidc]]\nname = \"corp\"\nissuer = \"https://sso.example.com\"\n\
+             client_id = \"h\"\nclient_secret = \"oidc-secret\"\n\
+             [signin.github]\nclient_id = \"gh\"\nclient_secret = \"gh-secret\"\n\
+             api_url = \"http://127.0.0.1:9/api\"\n",
+        )
+        .expect("parse");
+        assert!(!format!("{file:?}").contains("secret\""));
+        let config = file.signin(None).expect("resolve");
+        assert!(config.secure_cookies());
+        assert_eq!(config.session_lifetime.as_secs(), 24 * 3600);
+        assert_eq!(config.rate_limit.burst, 5);
+        assert_eq!(config.oidc[0].client_secret.expose_secret(), "oidc-secret");
+        let github = config.github.as_ref().expect("github");
+        assert_eq!(github.api_url, "http://127.0.0.1:9/api");
+        assert_eq!(
+            github.token_url,
+            "https://github.com/login/oauth/access_token"
+        );
+        let text = format!("{config:?}");
+        assert!(
+            !text.contains("oidc-secret") && !text.contains("gh-secret"),
+            "{text}"
+        );
+        // The flag wins over the file.
+        let flagged = file.signin(Some("http://10.0.0.1:8080")).expect("flag");
+        assert!(!flagged.secure_cookies());
+
+        assert!(empty.signin(Some("https://h.example/path")).is_err());
+        assert!(toml::from_str::<FileConfig>("[signin]\nnope = 1\n").is_err());
+        let bad: FileConfig = toml::from_str(
+            "[[signin.oidc]]\nname = \"github\"\nissuer = \"https://x\"\n\
+                            client_id = \"a\"\nclient_secret = \"b\"\n",
+        )
+        .expect("parse");
+        assert!(bad.signin(None).is_err());
     }
 }

@@ -31,6 +31,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .init();
     let file = FileConfig::load(args.data.config.as_deref())?;
     let connect = file.connect();
+    let signin = file.signin(args.public_url.as_deref())?;
     let data_dir = args
         .data
         .data_dir
@@ -65,6 +66,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         sandbox,
         connect,
         providers_dir: file.providers_dir,
+        signin,
     })
     .await
     .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
@@ -119,7 +121,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         plane.admin_token_path.display()
     );
 
-    let app = hangar_server::router(plane.state);
+    // The peer address is the sign-in rate limit's key.
+    let app =
+        hangar_server::router(plane.state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut serve = std::pin::pin!(axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -6,7 +6,8 @@ use hangar_core::TokenId;
 
 use super::auth::Caller;
 use super::dto::{
-    CreateTokenRequest, CreateUserRequest, CreatedToken, CreatedUser, MeView, TokenView, UserView,
+    AccountView, CreateTokenRequest, CreateUserRequest, CreatedToken, CreatedUser, MeView,
+    TokenView, UserView,
 };
 use super::json::ApiJson;
 use super::AppState;
@@ -21,6 +22,24 @@ pub async fn me(Caller(caller): Caller) -> ApiJson<MeView> {
         name: caller.name,
         is_admin: caller.is_admin,
     })
+}
+
+/// The caller's account and linked identities; works with a bearer token or the browser
+/// session cookie.
+#[utoipa::path(get, path = "/api/v1/account", tag = "accounts",
+    responses((status = 200, body = AccountView), (status = 401, body = Problem)))]
+pub async fn account(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<ApiJson<AccountView>, ApiError> {
+    let (user, identities) = state.signin.account(&caller).await?;
+    Ok(ApiJson(AccountView {
+        id: user.id,
+        name: user.name,
+        is_admin: user.is_admin,
+        created_at: user.created_at,
+        identities: identities.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// Creates a user and its first token (admin only).

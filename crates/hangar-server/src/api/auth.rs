@@ -1,4 +1,6 @@
-//! The `Caller` extractor: authenticates the request's bearer token.
+//! The `Caller` extractor: authenticates the request's bearer token or, without one, the
+//! browser session cookie (`hangar_session`), which for unsafe methods and WebSocket upgrades
+//! must come with a same-origin `Origin` (CSRF; see [`crate::signin::routes::check_same_origin`]).
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -8,7 +10,8 @@ use hangar_identity::Principal;
 use super::AppState;
 use crate::error::ApiError;
 
-/// The authenticated caller. Rejects with 401 problem+json.
+/// The authenticated caller. Rejects with 401 problem+json, or 403 `cross_origin` for a
+/// cookie-authenticated unsafe request from another origin.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
 
@@ -17,6 +20,17 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = bearer_header(&parts.headers);
+        // A bearer token wins; the session cookie is used only without one.
+        if header.is_none() {
+            if let Some(cookie) = crate::signin::routes::session_cookie(&parts.headers) {
+                crate::signin::routes::check_same_origin(
+                    &parts.method,
+                    &parts.headers,
+                    &state.signin.config().public_url,
+                )?;
+                return Ok(Caller(state.signin.authenticate_session(&cookie).await?));
+            }
+        }
         Ok(Caller(
             state.accounts.authenticate(header.as_deref()).await?,
         ))

@@ -295,6 +295,46 @@ pub struct MeView {
     pub is_admin: bool,
 }
 
+/// The caller's account (`GET /api/v1/account`): who they are and the upstream identities
+/// they sign in with.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccountView {
+    /// The user id.
+    pub id: UserId,
+    /// The account name.
+    pub name: String,
+    /// Whether the user is an admin.
+    pub is_admin: bool,
+    /// When the account was made.
+    pub created_at: Timestamp,
+    /// The identities at GitHub / OpenID Connect providers linked to it.
+    pub identities: Vec<IdentityView>,
+}
+
+/// One linked upstream identity.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IdentityView {
+    /// The configured provider name (`github` or an OpenID Connect provider's name).
+    pub provider: String,
+    /// The provider's subject (OpenID Connect `sub`, GitHub user id).
+    pub subject: String,
+    /// The verified email the provider gave, if any.
+    pub email: Option<String>,
+    /// When it was linked.
+    pub created_at: Timestamp,
+}
+
+impl From<hangar_store::ExternalIdentity> for IdentityView {
+    fn from(i: hangar_store::ExternalIdentity) -> Self {
+        Self {
+            provider: i.provider,
+            subject: i.subject,
+            email: i.email,
+            created_at: i.created_at,
+        }
+    }
+}
+
 /// `GET /api/v1/sandboxes/{id}/pty` query.
 #[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
 pub struct PtyQuery {

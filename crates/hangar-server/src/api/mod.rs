@@ -36,6 +36,8 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     /// Connect sessions and credentials.
     pub connect: Arc<crate::connect::ConnectService>,
+    /// Sign-in with GitHub / OpenID Connect and browser sessions.
+    pub signin: Arc<crate::signin::SigninService>,
     /// The store, for readiness checks.
     pub store: hangar_store::Store,
 }
@@ -62,7 +64,11 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("A personal access token (hgr_pat_...)"))
+                    .description(Some(
+                        "A personal access token (hgr_pat_...). Browsers may instead send the \
+                         hangar_session cookie made by signing in at /login; unsafe methods \
+                         then need a same-origin Origin header.",
+                    ))
                     .build(),
             ),
         );
@@ -88,6 +94,7 @@ pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(connect::remove_credential))
         .routes(routes!(connect::providers))
         .routes(routes!(accounts::me))
+        .routes(routes!(accounts::account))
         .routes(routes!(accounts::list_users, accounts::create_user))
         .routes(routes!(accounts::list_tokens, accounts::create_token))
         .routes(routes!(accounts::revoke_token))
@@ -105,6 +112,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api_parts();
     let doc = Arc::new(doc);
+    let signin = crate::signin::routes::routes(state.signin.config().rate_limit);
     api.route(
         "/api/v1/openapi.json",
         get(move || {
@@ -113,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .merge(crate::web::routes())
+    .merge(signin)
     .fallback(|| async { crate::error::ApiError::not_found("no such route") })
     .method_not_allowed_fallback(|| async {
         crate::error::ApiError::new(
