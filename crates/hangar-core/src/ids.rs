@@ -77,6 +77,10 @@ typed_id!(
     /// Identifies one connect session (one attempt to connect a provider account).
     ConnectSessionId
 );
+typed_id!(
+    /// Identifies one OAuth grant: a person's consent to a client (a "linked app").
+    GrantId
+);
 
 #[cfg(test)]
 mod tests {

@@ -200,6 +200,7 @@ impl Accounts {
                 .map(|s| now.plus_ms(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))),
             revoked_at: None,
             last_used_at: None,
+            scopes: None,
         };
         self.store.tokens().insert(&record).await?;
         Ok(IssuedToken { record, secret })

@@ -25,6 +25,7 @@ mod connect;
 mod credentials;
 mod error;
 mod nodes;
+mod oauth;
 mod sandboxes;
 mod tokens;
 mod users;
@@ -42,6 +43,9 @@ pub use connect::{ConnectChange, ConnectSessionRepo};
 pub use credentials::{CredentialRecord, CredentialRepo, NewCredential, NewSeal, StatusCheck};
 pub use error::StoreError;
 pub use nodes::{NodeRecord, NodeRepo};
+pub use oauth::{
+    DeviceRecord, GrantRecord, NewOAuthToken, OAuthRepo, OAuthTokenRecord, SigningKeyRecord,
+};
 pub use sandboxes::{SandboxRepo, StateChange};
 pub use tokens::{TokenRecord, TokenRepo};
 pub use users::{User, UserRepo};
@@ -213,6 +217,12 @@ impl Store {
     /// Personal access tokens (hashes only).
     pub fn tokens(&self) -> TokenRepo<'_> {
         TokenRepo::new(&self.pool)
+    }
+
+    /// The OAuth authorization server's clients, grants, codes, tokens, device codes and
+    /// signing keys.
+    pub fn oauth(&self) -> OAuthRepo<'_> {
+        OAuthRepo::new(&self.pool)
     }
 
     /// Sandbox records and their compare-and-set lifecycle changes.
