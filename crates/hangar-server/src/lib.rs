@@ -15,6 +15,7 @@ pub mod connect;
 pub mod credentials;
 pub mod error;
 pub mod local;
+pub mod oauth;
 pub mod sandboxes;
 pub mod web;
 

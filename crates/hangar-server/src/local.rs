@@ -50,6 +50,8 @@ pub struct LocalConfig {
     pub connect: ConnectConfig,
     /// Extra provider files (`*.toml`), added to the built-in ones (same id replaces).
     pub providers_dir: Option<PathBuf>,
+    /// The OAuth authorization server's settings (issuer, lifetimes, rate limits).
+    pub oauth: crate::oauth::OAuthConfig,
 }
 
 /// Errors while assembling.
@@ -84,6 +86,9 @@ pub enum LocalError {
     /// A provider file.
     #[error("providers")]
     Providers(#[from] hangar_connect::ProviderError),
+    /// The OAuth signing keys.
+    #[error("oauth signing keys")]
+    OAuthKeys(#[from] crate::oauth::keys::KeyError),
 }
 
 /// An assembled single-machine control plane.
@@ -161,6 +166,13 @@ impl LocalPlane {
         if let Some(dir) = &config.providers_dir {
             providers = providers.merged(hangar_connect::load_dir(dir)?);
         }
+        let oauth = crate::oauth::OAuthService::open(
+            store.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&vault),
+            config.oauth.clone(),
+        )
+        .await?;
         let connect = ConnectService::new(
             store.clone(),
             Arc::clone(&sandboxes),
@@ -175,6 +187,7 @@ impl LocalPlane {
                 sandboxes,
                 accounts,
                 connect,
+                oauth,
                 store,
             },
             admin_token_path,

@@ -116,6 +116,8 @@ pub struct TestConfig {
     /// before networking existed). [`test_network`] makes one that parallel tests do not
     /// share. Overrides `sandbox.network` when set.
     pub network: Option<hangar_runtime::net::NetworkConfig>,
+    /// OAuth settings; the issuer is always set to the plane's own base URL.
+    pub oauth: hangar_server::oauth::OAuthConfig,
 }
 
 /// A sandbox network of this test's own: bridge `hgt<pid><n>` and a /24 under
@@ -254,6 +256,7 @@ impl TestPlane {
             images_dir,
             providers_dir,
             network,
+            oauth,
         } = config;
         let mut sandbox = sandbox;
         if network.is_some() {
@@ -278,6 +281,9 @@ impl TestPlane {
             )?;
         }
         let network = sandbox.network.clone();
+        // Listen first: the OAuth issuer is the plane's own base URL.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
         let opened = LocalPlane::open(LocalConfig {
             data_dir: data.path().to_owned(),
             store_url: None,
@@ -286,6 +292,10 @@ impl TestPlane {
             sandbox,
             connect,
             providers_dir,
+            oauth: hangar_server::oauth::OAuthConfig {
+                issuer: base.clone(),
+                ..oauth
+            },
         })
         .await;
         // No TestPlane (and no Drop) if opening failed: remove a half-made network here.
@@ -296,11 +306,13 @@ impl TestPlane {
         let admin_token = std::fs::read_to_string(&plane.admin_token_path)?
             .trim()
             .to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let base = format!("http://{}", listener.local_addr()?);
         let app = hangar_server::router(plane.state.clone());
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await;
         });
         Ok(Self {
             plane,

@@ -72,6 +72,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         },
         connect: Default::default(),
         providers_dir: None,
+        oauth: Default::default(),
     })
     .await?;
     let (api, server) = serve_on_loopback(&plane).await?;

@@ -84,6 +84,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ..ConnectConfig::default()
         },
         providers_dir: Some(providers),
+        oauth: Default::default(),
     })
     .await?;
     let (api, server) = serve_on_loopback(&plane).await?;

@@ -41,6 +41,8 @@ pub struct FileConfig {
     pub browser_session: Option<Vec<String>>,
     /// Minutes a person has to sign in (default 15).
     pub sign_in_timeout_min: Option<u64>,
+    /// The public base URL of hangar: the OAuth issuer (default `http://LISTEN`).
+    pub public_url: Option<String>,
     /// Sandbox networking.
     #[serde(default)]
     pub network: NetworkSection,

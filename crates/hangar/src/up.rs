@@ -65,6 +65,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         sandbox,
         connect,
         providers_dir: file.providers_dir,
+        oauth: hangar_server::oauth::OAuthConfig {
+            issuer: args
+                .public_url
+                .or(file.public_url)
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .unwrap_or_else(|| format!("http://{listen}")),
+            ..Default::default()
+        },
     })
     .await
     .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
@@ -121,12 +129,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let app = hangar_server::router(plane.state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut serve = std::pin::pin!(axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let mut rx = stop_rx;
-            let _ = rx.wait_for(|stop| *stop).await;
-        })
-        .into_future());
+    let mut serve = std::pin::pin!(axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>()
+    )
+    .with_graceful_shutdown(async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|stop| *stop).await;
+    })
+    .into_future());
     tokio::select! {
         result = &mut serve => result.context("serving the API")?,
         () = shutdown_signal() => {

@@ -546,6 +546,7 @@ async fn a_restart_ends_open_sessions_and_removes_their_browser_sandboxes() -> a
             ..ConnectConfig::default()
         },
         providers_dir: Some(providers.path().to_owned()),
+        oauth: Default::default(),
     })
     .await?;
     assert_eq!(again.state.connect.recover().await?, 1);

@@ -11,6 +11,8 @@ pub mod connect;
 pub mod dto;
 pub mod health;
 pub mod json;
+pub mod oauth;
+pub mod oauth_clients;
 pub mod ports;
 pub mod pty;
 pub mod sandboxes;
@@ -36,6 +38,8 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     /// Connect sessions and credentials.
     pub connect: Arc<crate::connect::ConnectService>,
+    /// The OAuth authorization server.
+    pub oauth: Arc<crate::oauth::OAuthService>,
     /// The store, for readiness checks.
     pub store: hangar_store::Store,
 }
@@ -62,7 +66,10 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("A personal access token (hgr_pat_...)"))
+                    .description(Some(
+                        "A personal access token (hgr_pat_...) or an OAuth access token \
+                         (hgr_at_...) issued by hangar's authorization server",
+                    ))
                     .build(),
             ),
         );
@@ -91,6 +98,13 @@ pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(accounts::list_users, accounts::create_user))
         .routes(routes!(accounts::list_tokens, accounts::create_token))
         .routes(routes!(accounts::revoke_token))
+        .routes(routes!(
+            oauth_clients::list_clients,
+            oauth_clients::create_client
+        ))
+        .routes(routes!(oauth_clients::delete_client))
+        .routes(routes!(oauth_clients::list_apps))
+        .routes(routes!(oauth_clients::revoke_app))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .split_for_parts()
@@ -113,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .merge(crate::web::routes())
+    .merge(oauth::routes())
     .fallback(|| async { crate::error::ApiError::not_found("no such route") })
     .method_not_allowed_fallback(|| async {
         crate::error::ApiError::new(
