@@ -5,8 +5,6 @@
 
 mod oauth_support;
 
-use std::time::Duration;
-
 use hangar_testkit::{TestConfig, TestPlane};
 use oauth_support::*;
 use reqwest::Method;
@@ -703,7 +701,6 @@ async fn token_endpoint_is_rate_limited() -> anyhow::Result<()> {
         statuses.push(a.status);
     }
     assert!(statuses.contains(&429), "{statuses:?}");
-    let _ = Duration::ZERO;
     tp2.shutdown().await?;
     tp.shutdown().await
 }

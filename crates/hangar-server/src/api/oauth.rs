@@ -248,7 +248,7 @@ impl OAuthForm {
                 return Err(invalid_request("use one client authentication method"));
             }
             let (client_id, secret) =
-                decode_basic(encoded.trim()).ok_or_else(|| OAuthError::invalid_client())?;
+                decode_basic(encoded.trim()).ok_or_else(OAuthError::invalid_client)?;
             if self.get("client_id").is_some_and(|id| id != client_id) {
                 return Err(invalid_request(
                     "client_id differs from the authenticated client",
