@@ -2,7 +2,7 @@
 //!
 //! Owns: HTTP routes and their OpenAPI document ([`api`]), the problem+json error mapping
 //! ([`error`]), users and tokens ([`accounts`]), the sandbox lifecycle orchestration and the
-//! reconciler ([`sandboxes`]).
+//! reconciler ([`sandboxes`]), and the OAuth authorization server ([`oauth`]).
 //!
 //! **Architecture Invariant:** handlers never touch SQL, crypto or drivers: they call one
 //! service operation. Every sandbox state change goes through the store's compare-and-set.

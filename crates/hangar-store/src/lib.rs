@@ -4,8 +4,9 @@
 //! Owns: the schema (`migrations/sqlite`, `migrations/postgres`, kept in step), the mapping
 //! between rows and the domain types of `hangar-core`, and the compare-and-set writes that make
 //! lifecycle changes race-free ([`SandboxRepo::transition`], [`ConnectSessionRepo::transition`],
-//! [`CredentialRepo::replace_sealed`]), and the one multi-table transaction,
-//! [`Store::complete_connect`].
+//! [`CredentialRepo::replace_sealed`], the OAuth writes of [`OAuthRepo`]), and the
+//! multi-table transactions [`Store::complete_connect`], [`OAuthRepo::redeem_code`],
+//! [`OAuthRepo::rotate_refresh`] and [`OAuthRepo::redeem_device`].
 //!
 //! One set of queries serves both databases through sqlx's `Any` driver: `$1` placeholders,
 //! portable SQL, ids as hyphenated UUID text, times as BIGINT unix milliseconds, booleans as
