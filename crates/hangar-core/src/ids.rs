@@ -81,6 +81,10 @@ typed_id!(
     /// Identifies one browser session record (never the cookie's secret).
     BrowserSessionId
 );
+typed_id!(
+    /// Identifies one OAuth grant: a person's consent to a client (a "linked app").
+    GrantId
+);
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@ pub use connect::{
     ConnectFlow, ConnectPrompt, ConnectSession, ConnectState, CredentialStatus,
     InvalidConnectTransition, InvalidProviderId, ProviderId,
 };
-pub use ids::{BrowserSessionId, ConnectSessionId, NodeId, SandboxId, TokenId, UserId};
+pub use ids::{BrowserSessionId, ConnectSessionId, GrantId, NodeId, SandboxId, TokenId, UserId};
 pub use sandbox::{
     BootEvent, BootStage, DriverKind, Failure, FailureKind, InvalidTransition, Limits, LimitsError,
     NetworkPolicy, RetentionPolicy, Sandbox, SandboxState,

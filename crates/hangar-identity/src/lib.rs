@@ -3,9 +3,10 @@
 //! Owns the personal access token format (`hgr_pat_` + 43 characters of URL-safe base64 from
 //! 32 random bytes), the browser session token (`hgr_sess_`, same shape, carried in the
 //! `hangar_session` cookie), their SHA-256 hash (the only form ever stored), parsing of the
-//! `Authorization: Bearer` header (RFC 6750 section 2.1), the account name derived from an
-//! external identity ([`derive_user_name`]), and the [`Principal`] that request handlers act
-//! for.
+//! `Authorization: Bearer` header (RFC 6750 section 2.1) including OAuth access tokens
+//! (`hgr_at_`), the account name derived from an external identity ([`derive_user_name`]),
+//! and the [`Principal`] that request handlers act for, with the scopes its credential
+//! carries.
 //!
 //! **Architecture Invariant:** no I/O, no clock, no global RNG: the caller passes the random
 //! source and does the lookups. A token secret is never logged or formatted with `Debug`.
@@ -14,6 +15,7 @@ use std::fmt;
 
 use base64::Engine;
 use hangar_core::UserId;
+pub use hangar_oauth::{Scope, ScopeSet};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -226,6 +228,35 @@ pub enum AuthError {
     Invalid,
 }
 
+/// Which kind of bearer token a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerToken<'a> {
+    /// A personal access token (`hgr_pat_`).
+    PersonalAccessToken(&'a str),
+    /// An access token issued by hangar's authorization server (`hgr_at_`).
+    OAuthAccessToken(&'a str),
+}
+
+/// Extracts the token from an `Authorization` header value, as [`parse_bearer`], accepting
+/// personal access tokens and hangar's OAuth access tokens (`hgr_at_`).
+pub fn parse_any_bearer(header: Option<&str>) -> Result<BearerToken<'_>, AuthError> {
+    let header = header.ok_or(AuthError::Missing)?;
+    if let Some(token) = bearer_value(header) {
+        if hangar_oauth::secret::has_shape(token, hangar_oauth::secret::ACCESS_TOKEN_PREFIX) {
+            return Ok(BearerToken::OAuthAccessToken(token));
+        }
+    }
+    parse_bearer(Some(header)).map(BearerToken::PersonalAccessToken)
+}
+
+/// The token of a `Bearer <token>` header value (scheme case-insensitive), unchecked.
+fn bearer_value(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
 /// Extracts the token from an `Authorization` header value: `Bearer <token>` (scheme
 /// case-insensitive, RFC 6750 section 2.1), where the token has the [`PAT_PREFIX`] shape.
 pub fn parse_bearer(header: Option<&str>) -> Result<&str, AuthError> {
@@ -251,6 +282,41 @@ pub struct Principal {
     pub name: String,
     /// Admins may manage users and see every node.
     pub is_admin: bool,
+    /// What the credential of this request allows: every scope for a personal access token
+    /// made without `--scope`, the token's scopes otherwise (an OAuth access token carries
+    /// the scopes its grant gave).
+    pub scopes: ScopeSet,
+    /// The OAuth client acting for the user, when the request carries an OAuth access token.
+    pub client_id: Option<String>,
+}
+
+/// The caller's credential lacks a scope the operation needs (RFC 6750 section 3.1
+/// `insufficient_scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this needs the {0} scope")]
+pub struct InsufficientScope(pub Scope);
+
+impl Principal {
+    /// A principal with every scope (a personal access token without `--scope`, or the
+    /// system acting for the user).
+    pub fn with_all_scopes(user: UserId, name: String, is_admin: bool) -> Self {
+        Self {
+            user,
+            name,
+            is_admin,
+            scopes: ScopeSet::all(),
+            client_id: None,
+        }
+    }
+
+    /// Whether the credential carries `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), InsufficientScope> {
+        if self.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(InsufficientScope(scope))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -346,6 +412,37 @@ mod tests {
         assert_eq!(
             derive_user_name([Some(long.as_str())]).len(),
             DERIVED_NAME_MAX
+        );
+    }
+
+    #[test]
+    fn oauth_access_tokens_are_told_apart() {
+        assert_eq!(
+            parse_any_bearer(Some("Bearer hgr_at_abc")),
+            Ok(BearerToken::OAuthAccessToken("hgr_at_abc"))
+        );
+        assert_eq!(
+            parse_any_bearer(Some("bearer hgr_pat_abc")),
+            Ok(BearerToken::PersonalAccessToken("hgr_pat_abc"))
+        );
+        assert_eq!(
+            parse_any_bearer(Some("Bearer hgr_rt_abc")),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            parse_bearer(Some("Bearer hgr_at_abc")),
+            Err(AuthError::Malformed)
+        );
+        let p =
+            Principal::with_all_scopes(UserId::from_uuid(Default::default()), "a".into(), false);
+        assert!(p.require(Scope::Admin).is_ok());
+        let limited = Principal {
+            scopes: ScopeSet::parse("sandboxes:read").expect("scope"),
+            ..p
+        };
+        assert_eq!(
+            limited.require(Scope::SandboxesWrite),
+            Err(InsufficientScope(Scope::SandboxesWrite))
         );
     }
 

@@ -169,6 +169,37 @@ impl CredentialVault {
         serde_json::from_slice(&plaintext).map_err(|_| CredentialVaultError::Corrupt)
     }
 
+    /// Seals arbitrary bytes (an OAuth signing key) for `aad`.
+    pub fn seal_bytes(
+        &self,
+        plaintext: &[u8],
+        aad: &AssociatedData,
+    ) -> Result<SealedRecord, CredentialVaultError> {
+        let vault = self.vault.read().unwrap_or_else(|p| p.into_inner());
+        Ok(vault.seal(plaintext, aad, &mut OsRng)?)
+    }
+
+    /// Opens bytes sealed by [`CredentialVault::seal_bytes`] (re-reading the key file once
+    /// for an unknown key version, as [`CredentialVault::open_record`]).
+    pub fn open_bytes(
+        &self,
+        sealed: &[u8],
+        aad: &AssociatedData,
+    ) -> Result<Zeroizing<Vec<u8>>, CredentialVaultError> {
+        let sealed = SealedRecord::from_bytes(sealed)?;
+        let opened = {
+            let vault = self.vault.read().unwrap_or_else(|p| p.into_inner());
+            vault.open(&sealed, aad)
+        };
+        match opened {
+            Err(VaultError::UnknownKeyVersion { .. }) if self.reload()? => {
+                let vault = self.vault.read().unwrap_or_else(|p| p.into_inner());
+                Ok(vault.open(&sealed, aad)?)
+            }
+            other => Ok(other?),
+        }
+    }
+
     /// Re-reads the key file; false when the ring came from the environment.
     pub fn reload(&self) -> Result<bool, CredentialVaultError> {
         let KeySource::File(path) = &self.source else {
@@ -187,6 +218,8 @@ pub struct RotateReport {
     pub new_version: u32,
     /// Credentials whose data key was re-wrapped under it.
     pub rewrapped: usize,
+    /// OAuth signing keys whose data key was re-wrapped under it.
+    pub signing_keys_rewrapped: usize,
 }
 
 /// Adds a key version to the key file at `key_file` and re-wraps every stored credential's
@@ -225,9 +258,17 @@ pub async fn rotate(
             .await?;
         rewrapped += 1;
     }
+    let signing_keys_rewrapped = crate::oauth::keys::rewrap_all(store, &vault)
+        .await
+        .map_err(|e| match e {
+            crate::oauth::keys::KeyError::Store(e) => CredentialVaultError::Store(e),
+            crate::oauth::keys::KeyError::Vault(e) => e,
+            _ => CredentialVaultError::Corrupt,
+        })?;
     Ok(RotateReport {
         new_version,
         rewrapped,
+        signing_keys_rewrapped,
     })
 }
 
@@ -359,7 +400,8 @@ mod tests {
             report,
             RotateReport {
                 new_version: 2,
-                rewrapped: 1
+                rewrapped: 1,
+                signing_keys_rewrapped: 0,
             }
         );
         let record = store

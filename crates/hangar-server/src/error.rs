@@ -60,7 +60,7 @@ impl ApiError {
 
     /// 500 with a generic detail; `cause` is logged, not shown.
     pub fn internal(cause: &dyn std::error::Error) -> Self {
-        tracing::error!(error = %error_chain(cause), "internal error");
+        tracing::error!(error = %chain(cause), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -85,7 +85,8 @@ impl ApiError {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources, joined with `: ` (for logs; never shown to callers).
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -104,6 +105,15 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/problem+json"),
         );
+        if self.code == "insufficient_scope" {
+            // RFC 6750 section 3.1.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static(
+                    "Bearer realm=\"hangar\", error=\"insufficient_scope\"",
+                ),
+            );
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -183,9 +193,16 @@ impl From<SandboxError> for ApiError {
     }
 }
 
+impl From<hangar_identity::InsufficientScope> for ApiError {
+    fn from(e: hangar_identity::InsufficientScope) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "insufficient_scope", e.to_string())
+    }
+}
+
 impl From<AccountError> for ApiError {
     fn from(e: AccountError) -> Self {
         match &e {
+            AccountError::InsufficientScope(s) => (*s).into(),
             AccountError::Unauthenticated(_) => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
             }
@@ -214,6 +231,22 @@ impl From<crate::signin::SigninError> for ApiError {
             Upstream(_) => Self::new(StatusCode::BAD_GATEWAY, "upstream", e.to_string()),
             Store(_) => Self::internal(&e),
             _ => Self::bad_request(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::oauth::OAuthManageError> for ApiError {
+    fn from(e: crate::oauth::OAuthManageError) -> Self {
+        use crate::oauth::OAuthManageError::*;
+        match e {
+            Account(a) => a.into(),
+            NotFound => Self::not_found("not found"),
+            Invalid(err) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                err.description.into_owned(),
+            ),
+            Store(s) => Self::internal(&s),
         }
     }
 }

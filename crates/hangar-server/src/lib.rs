@@ -3,7 +3,7 @@
 //! Owns: HTTP routes and their OpenAPI document ([`api`]), the problem+json error mapping
 //! ([`error`]), users and tokens ([`accounts`]), the sandbox lifecycle orchestration and the
 //! reconciler ([`sandboxes`]), sign-in with GitHub / OpenID Connect and browser sessions
-//! ([`signin`]).
+//! ([`signin`]), and the OAuth authorization server ([`oauth`]).
 //!
 //! **Architecture Invariant:** handlers never touch SQL, crypto or drivers: they call one
 //! service operation. Every sandbox state change goes through the store's compare-and-set.
@@ -16,6 +16,7 @@ pub mod connect;
 pub mod credentials;
 pub mod error;
 pub mod local;
+pub mod oauth;
 pub mod sandboxes;
 pub mod signin;
 pub mod web;

@@ -52,6 +52,8 @@ pub struct LocalConfig {
     pub providers_dir: Option<PathBuf>,
     /// Sign-in settings (public URL, GitHub / OpenID Connect providers, sessions).
     pub signin: crate::signin::SigninConfig,
+    /// The OAuth authorization server's settings (issuer, lifetimes, rate limits).
+    pub oauth: crate::oauth::OAuthConfig,
 }
 
 /// Errors while assembling.
@@ -89,6 +91,9 @@ pub enum LocalError {
     /// The sign-in settings.
     #[error("sign-in settings")]
     Signin(#[from] crate::signin::SigninConfigError),
+    /// The OAuth signing keys.
+    #[error("oauth signing keys")]
+    OAuthKeys(#[from] crate::oauth::keys::KeyError),
 }
 
 /// An assembled single-machine control plane.
@@ -172,6 +177,13 @@ impl LocalPlane {
         if let Some(dir) = &config.providers_dir {
             providers = providers.merged(hangar_connect::load_dir(dir)?);
         }
+        let oauth = crate::oauth::OAuthService::open(
+            store.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&vault),
+            config.oauth.clone(),
+        )
+        .await?;
         let connect = ConnectService::new(
             store.clone(),
             Arc::clone(&sandboxes),
@@ -187,6 +199,7 @@ impl LocalPlane {
                 accounts,
                 connect,
                 signin,
+                oauth,
                 store,
             },
             admin_token_path,

@@ -75,6 +75,19 @@ pub enum StoreError {
         given: u64,
     },
 
+    /// A compare-and-set on an OAuth record lost: the code was redeemed, the refresh token
+    /// rotated, the device code moved, or the grant revoked, by a concurrent call (or it
+    /// expired). Nothing was written.
+    #[error("{what} changed meanwhile")]
+    Stale {
+        /// What was written, e.g. `oauth code`.
+        what: &'static str,
+    },
+
+    /// The device authorization lifecycle does not allow the asked-for change.
+    #[error(transparent)]
+    InvalidDeviceTransition(#[from] hangar_oauth::device::InvalidDeviceTransition),
+
     /// A unique constraint refused the write (a user name already taken, an id reused).
     #[error("{what} already exists")]
     Duplicate {

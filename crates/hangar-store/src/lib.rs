@@ -4,8 +4,10 @@
 //! Owns: the schema (`migrations/sqlite`, `migrations/postgres`, kept in step), the mapping
 //! between rows and the domain types of `hangar-core`, and the compare-and-set writes that make
 //! lifecycle changes race-free ([`SandboxRepo::transition`], [`ConnectSessionRepo::transition`],
-//! [`CredentialRepo::replace_sealed`], [`SigninStateRepo::take`]), and the multi-table
-//! transactions [`Store::complete_connect`] and [`Store::sign_in_external`].
+//! [`CredentialRepo::replace_sealed`], [`SigninStateRepo::take`], the OAuth writes of
+//! [`OAuthRepo`]), and the multi-table transactions [`Store::complete_connect`],
+//! [`Store::sign_in_external`], [`OAuthRepo::redeem_code`], [`OAuthRepo::rotate_refresh`] and
+//! [`OAuthRepo::redeem_device`].
 //!
 //! One set of queries serves both databases through sqlx's `Any` driver: `$1` placeholders,
 //! portable SQL, ids as hyphenated UUID text, times as BIGINT unix milliseconds, booleans as
@@ -25,6 +27,7 @@ mod connect;
 mod credentials;
 mod error;
 mod nodes;
+mod oauth;
 mod sandboxes;
 mod signin;
 mod tokens;
@@ -43,6 +46,9 @@ pub use connect::{ConnectChange, ConnectSessionRepo};
 pub use credentials::{CredentialRecord, CredentialRepo, NewCredential, NewSeal, StatusCheck};
 pub use error::StoreError;
 pub use nodes::{NodeRecord, NodeRepo};
+pub use oauth::{
+    DeviceRecord, GrantRecord, NewOAuthToken, OAuthRepo, OAuthTokenRecord, SigningKeyRecord,
+};
 pub use sandboxes::{SandboxRepo, StateChange};
 pub use signin::{
     BrowserSessionRecord, BrowserSessionRepo, ExternalIdentity, ExternalIdentityRepo,
@@ -218,6 +224,12 @@ impl Store {
     /// Personal access tokens (hashes only).
     pub fn tokens(&self) -> TokenRepo<'_> {
         TokenRepo::new(&self.pool)
+    }
+
+    /// The OAuth authorization server's clients, grants, codes, tokens, device codes and
+    /// signing keys.
+    pub fn oauth(&self) -> OAuthRepo<'_> {
+        OAuthRepo::new(&self.pool)
     }
 
     /// Sandbox records and their compare-and-set lifecycle changes.

@@ -2,11 +2,13 @@
 //!
 //! The secret is never stored: the caller hashes it (SHA-256) and the store keeps the hash as 64
 //! lowercase hex characters in `token_hash` (unique). Times are unix milliseconds; `expires_at`,
-//! `revoked_at` and `last_used_at` are NULL until set.
+//! `revoked_at` and `last_used_at` are NULL until set; `scopes` (a scope string) is NULL for a
+//! token with every scope.
 
 use std::fmt;
 
 use hangar_core::{Timestamp, TokenId, UserId};
+use hangar_oauth::ScopeSet;
 use sqlx::any::AnyRow;
 use sqlx::AnyPool;
 
@@ -33,6 +35,9 @@ pub struct TokenRecord {
     pub revoked_at: Option<Timestamp>,
     /// When it last authenticated a request, if ever (updated by [`TokenRepo::touch`]).
     pub last_used_at: Option<Timestamp>,
+    /// The scopes it is limited to; `None` means every scope (column `scopes`, a scope
+    /// string, NULL for tokens made before scopes existed).
+    pub scopes: Option<ScopeSet>,
 }
 
 impl fmt::Debug for TokenRecord {
@@ -47,6 +52,7 @@ impl fmt::Debug for TokenRecord {
             .field("expires_at", &self.expires_at)
             .field("revoked_at", &self.revoked_at)
             .field("last_used_at", &self.last_used_at)
+            .field("scopes", &self.scopes)
             .finish()
     }
 }
@@ -54,12 +60,13 @@ impl fmt::Debug for TokenRecord {
 const TOKEN_COLUMNS: &str = "t.id AS id, t.user_id AS user_id, t.name AS name, \
                              t.token_hash AS token_hash, t.created_at AS created_at, \
                              t.expires_at AS expires_at, t.revoked_at AS revoked_at, \
-                             t.last_used_at AS last_used_at";
+                             t.last_used_at AS last_used_at, t.scopes AS scopes";
 
 fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
     let id: String = col(row, "id")?;
     let user: String = col(row, "user_id")?;
     let hash_hex: String = col(row, "token_hash")?;
+    let scopes: Option<String> = col(row, "scopes")?;
     let mut hash = [0u8; 32];
     // The error names the problem, never the value.
     hex::decode_to_slice(&hash_hex, &mut hash)
@@ -73,6 +80,10 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
         expires_at: opt_ts(col(row, "expires_at")?),
         revoked_at: opt_ts(col(row, "revoked_at")?),
         last_used_at: opt_ts(col(row, "last_used_at")?),
+        scopes: scopes
+            .map(|s| ScopeSet::parse(&s))
+            .transpose()
+            .map_err(|err| StoreError::corrupt("api_tokens.scopes", err))?,
     })
 }
 
@@ -92,7 +103,7 @@ impl<'a> TokenRepo<'a> {
     pub async fn insert(&self, token: &TokenRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_tokens (id, user_id, name, token_hash, created_at, expires_at, \
-             revoked_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             revoked_at, last_used_at, scopes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(token.id.to_string())
         .bind(token.user.to_string())
@@ -102,6 +113,7 @@ impl<'a> TokenRepo<'a> {
         .bind(opt_ms(token.expires_at))
         .bind(opt_ms(token.revoked_at))
         .bind(opt_ms(token.last_used_at))
+        .bind(token.scopes.as_ref().map(ToString::to_string))
         .execute(self.pool)
         .await
         .map_err(StoreError::from_write("token"))?;

@@ -80,6 +80,7 @@ fn token(user: UserId, secret_hash: u8, created: Timestamp) -> TokenRecord {
         expires_at: None,
         revoked_at: None,
         last_used_at: None,
+        scopes: None,
     }
 }
 

@@ -120,6 +120,8 @@ pub struct TestConfig {
     /// before networking existed). [`test_network`] makes one that parallel tests do not
     /// share. Overrides `sandbox.network` when set.
     pub network: Option<hangar_runtime::net::NetworkConfig>,
+    /// OAuth settings; the issuer is always set to the plane's own base URL.
+    pub oauth: hangar_server::oauth::OAuthConfig,
 }
 
 /// A sandbox network of this test's own: bridge `hgt<pid><n>` and a /24 under
@@ -277,6 +279,7 @@ impl TestPlane {
             providers_dir,
             network,
             signin,
+            oauth,
         } = config;
         let mut sandbox = sandbox;
         if network.is_some() {
@@ -301,6 +304,8 @@ impl TestPlane {
             )?;
         }
         let network = sandbox.network.clone();
+        // The OAuth issuer is the plane's own base URL.
+        let base = format!("http://{}", listener.local_addr()?);
         let opened = LocalPlane::open(LocalConfig {
             data_dir: data.path().to_owned(),
             store_url: None,
@@ -310,6 +315,10 @@ impl TestPlane {
             connect,
             providers_dir,
             signin,
+            oauth: hangar_server::oauth::OAuthConfig {
+                issuer: base.clone(),
+                ..oauth
+            },
         })
         .await;
         // No TestPlane (and no Drop) if opening failed: remove a half-made network here.
@@ -320,11 +329,13 @@ impl TestPlane {
         let admin_token = std::fs::read_to_string(&plane.admin_token_path)?
             .trim()
             .to_owned();
-        let base = format!("http://{}", listener.local_addr()?);
-        let app = hangar_server::router(plane.state.clone())
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let app = hangar_server::router(plane.state.clone());
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await;
         });
         Ok(Self {
             plane,

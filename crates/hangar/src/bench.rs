@@ -73,6 +73,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         connect: Default::default(),
         providers_dir: None,
         signin: Default::default(),
+        oauth: Default::default(),
     })
     .await?;
     let (api, server) = serve_on_loopback(&plane).await?;

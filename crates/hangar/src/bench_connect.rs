@@ -85,6 +85,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         },
         providers_dir: Some(providers),
         signin: Default::default(),
+        oauth: Default::default(),
     })
     .await?;
     let (api, server) = serve_on_loopback(&plane).await?;

@@ -77,6 +77,9 @@ pub enum Command {
     /// Manage users (admin).
     #[command(subcommand)]
     User(UserCommand),
+    /// hangar's OAuth authorization server: clients (admin) and signing keys.
+    #[command(subcommand)]
+    Oauth(OauthCommand),
     /// The credential vault (on the control plane's machine).
     #[command(subcommand)]
     Vault(VaultCommand),
@@ -107,8 +110,8 @@ pub struct UpArgs {
     /// The static guest agent binary (default: `hangar-guest` beside this executable).
     #[arg(long, env = "HANGAR_GUEST_AGENT")]
     pub guest_agent: Option<PathBuf>,
-    /// The URL people reach hangar at (sign-in redirect URIs, cookies; default
-    /// `http://127.0.0.1:8080`).
+    /// The URL people reach hangar at: the OAuth issuer, sign-in redirect URIs and cookies
+    /// (default `http://LISTEN`).
     #[arg(long, env = "HANGAR_PUBLIC_URL")]
     pub public_url: Option<String>,
 }
@@ -279,8 +282,15 @@ pub enum TokenCommand {
         /// A label.
         name: String,
         /// Lifetime in seconds.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "expires_in")]
         expires_in_s: Option<u64>,
+        /// Lifetime as a number with a unit: `90s`, `45m`, `12h`, `30d`.
+        #[arg(long, value_parser = parse_duration_s)]
+        expires_in: Option<u64>,
+        /// Limit the token to these scopes, comma-separated (`sandboxes:read,connect`);
+        /// default: every scope.
+        #[arg(long)]
+        scope: Option<String>,
     },
     /// List your tokens.
     Ls {
@@ -295,6 +305,86 @@ pub enum TokenCommand {
         client: ClientOpts,
         /// Token id.
         id: String,
+    },
+}
+
+/// Parses `90s`, `45m`, `12h`, `30d` or plain seconds into seconds.
+pub fn parse_duration_s(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30d, 12h, 45m or 90s"))?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
+    };
+    n.checked_mul(factor).ok_or_else(|| "too long".to_owned())
+}
+
+/// `hangar oauth ...`.
+#[derive(Debug, Subcommand)]
+pub enum OauthCommand {
+    /// Registered clients (admin).
+    #[command(subcommand)]
+    Client(OauthClientCommand),
+    /// id_token signing keys (on the control plane's machine).
+    #[command(subcommand)]
+    Keys(OauthKeysCommand),
+}
+
+/// `hangar oauth client ...`.
+#[derive(Debug, Subcommand)]
+pub enum OauthClientCommand {
+    /// Register a client; a confidential client's secret is printed once.
+    Create {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+        /// Display name, shown on the consent page.
+        #[arg(long)]
+        name: String,
+        /// A redirect URI (repeat for several); compared exactly.
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// Scopes the client may ask for, comma- or space-separated.
+        #[arg(long)]
+        scope: String,
+        /// A public client (native or browser app): no secret, PKCE required.
+        #[arg(long)]
+        public: bool,
+    },
+    /// List clients.
+    Ls {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Remove a client and every grant and token issued to it.
+    Rm {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientOpts,
+        /// The client id.
+        id: String,
+    },
+}
+
+/// `hangar oauth keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum OauthKeysCommand {
+    /// Add a signing key; it signs from now on, old keys stay published until their tokens
+    /// expire.
+    Rotate {
+        /// Data and config.
+        #[command(flatten)]
+        data: DataOpts,
     },
 }
 

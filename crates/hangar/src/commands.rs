@@ -339,10 +339,23 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             client,
             name,
             expires_in_s,
+            expires_in,
+            scope,
         } => {
             let api = ApiClient::new(&client)?;
+            let scope = scope
+                .map(|s| hangar_identity::ScopeSet::parse_list(&s).map(|s| s.to_string()))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--scope: {}", e.description))?;
             let t: CreatedToken = api
-                .post("/api/v1/tokens", &CreateTokenRequest { name, expires_in_s })
+                .post(
+                    "/api/v1/tokens",
+                    &CreateTokenRequest {
+                        name,
+                        expires_in_s: expires_in_s.or(expires_in),
+                        scope,
+                    },
+                )
                 .await?;
             match client.output {
                 OutputFormat::Json => emit(client.output, &t, &[], Vec::new())?,
@@ -366,13 +379,14 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
                             .map(|e| e.to_rfc3339())
                             .unwrap_or_else(|| "never".into()),
                         t.revoked_at.map(|e| e.to_rfc3339()).unwrap_or_default(),
+                        t.scope.clone().unwrap_or_else(|| "all".into()),
                     ]
                 })
                 .collect();
             emit(
                 client.output,
                 &list,
-                &["ID", "NAME", "CREATED", "EXPIRES", "REVOKED"],
+                &["ID", "NAME", "CREATED", "EXPIRES", "REVOKED", "SCOPES"],
                 rows,
             )?;
         }

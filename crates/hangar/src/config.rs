@@ -45,7 +45,8 @@ pub struct FileConfig {
     /// Sandbox networking.
     #[serde(default)]
     pub network: NetworkSection,
-    /// The URL people reach hangar at (default `http://127.0.0.1:8080`).
+    /// The URL people reach hangar at: the OAuth issuer, sign-in redirect URIs, cookies'
+    /// `Secure` (default `http://LISTEN`).
     pub public_url: Option<String>,
     /// Sign-in with GitHub / OpenID Connect.
     #[serde(default)]

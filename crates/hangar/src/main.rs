@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod commands;
 mod commands_image;
+mod commands_oauth;
 mod config;
 mod connect;
 mod output;
@@ -54,6 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Token(cmd) => commands::token(cmd).await,
         Command::User(cmd) => commands::user(cmd).await,
         Command::Vault(cmd) => commands::vault(cmd).await,
+        Command::Oauth(cmd) => commands_oauth::oauth(cmd).await,
         Command::Bench(args) => bench::run(args)
             .await
             .map(|()| std::process::ExitCode::SUCCESS),

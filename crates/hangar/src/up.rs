@@ -31,16 +31,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .init();
     let file = FileConfig::load(args.data.config.as_deref())?;
     let connect = file.connect();
-    let signin = file.signin(args.public_url.as_deref())?;
     let data_dir = args
         .data
         .data_dir
-        .or(file.data_dir)
+        .or(file.data_dir.clone())
         .unwrap_or_else(default_data_dir);
     let listen: SocketAddr = match args.listen.or(file.listen) {
         Some(addr) => addr,
         None => DEFAULT_LISTEN.parse().context("default listen address")?,
     };
+    // One public URL: the OAuth issuer and the base of sign-in redirect URIs.
+    let public_url = args
+        .public_url
+        .or(file.public_url.clone())
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| format!("http://{listen}"));
+    let signin = file.signin(Some(&public_url))?;
     let mut sandbox = SandboxConfig::default();
     let (default_network, network) = file
         .network
@@ -67,6 +73,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         connect,
         providers_dir: file.providers_dir,
         signin,
+        oauth: hangar_server::oauth::OAuthConfig {
+            issuer: public_url,
+            ..Default::default()
+        },
     })
     .await
     .with_context(|| format!("opening the data directory {}", data_dir.display()))?;

@@ -547,6 +547,7 @@ async fn a_restart_ends_open_sessions_and_removes_their_browser_sandboxes() -> a
         },
         providers_dir: Some(providers.path().to_owned()),
         signin: Default::default(),
+        oauth: Default::default(),
     })
     .await?;
     assert_eq!(again.state.connect.recover().await?, 1);

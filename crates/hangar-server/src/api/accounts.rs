@@ -21,6 +21,7 @@ pub async fn me(Caller(caller): Caller) -> ApiJson<MeView> {
         id: caller.user,
         name: caller.name,
         is_admin: caller.is_admin,
+        scope: caller.scopes.to_string(),
     })
 }
 
@@ -83,9 +84,21 @@ pub async fn create_token(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<CreateTokenRequest>,
 ) -> Result<(StatusCode, ApiJson<CreatedToken>), ApiError> {
+    let scopes = body
+        .scope
+        .as_deref()
+        .map(hangar_identity::ScopeSet::parse)
+        .transpose()
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                format!("scope: {}", e.description),
+            )
+        })?;
     let issued = state
         .accounts
-        .create_token(&caller, &body.name, body.expires_in_s)
+        .create_token(&caller, &body.name, body.expires_in_s, scopes)
         .await?;
     Ok((
         StatusCode::CREATED,

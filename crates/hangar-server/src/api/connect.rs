@@ -14,6 +14,7 @@ use super::json::ApiJson;
 use super::AppState;
 use crate::connect::StartConnect;
 use crate::error::{ApiError, Problem};
+use hangar_identity::Scope;
 
 fn parse_session(raw: &str) -> Result<ConnectSessionId, ApiError> {
     raw.parse()
@@ -29,6 +30,7 @@ pub async fn start(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<StartConnectRequest>,
 ) -> Result<(StatusCode, ApiJson<ConnectSessionView>), ApiError> {
+    caller.require(Scope::Connect)?;
     let (session, viewer) = state
         .connect
         .start(
@@ -64,6 +66,7 @@ async fn session_for_viewer(
         }
         _ => {
             let caller = state.accounts.authenticate(header.as_deref()).await?;
+            caller.require(Scope::Connect)?;
             Ok(state.connect.get(&caller, id).await?)
         }
     }
@@ -97,6 +100,7 @@ pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<ApiJson<Vec<ConnectSessionView>>, ApiError> {
+    caller.require(Scope::Connect)?;
     let sessions = state.connect.list(&caller).await?;
     Ok(ApiJson(sessions.into_iter().map(Into::into).collect()))
 }
@@ -124,6 +128,7 @@ pub async fn cancel(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<ApiJson<ConnectSessionView>, ApiError> {
+    caller.require(Scope::Connect)?;
     let session = state.connect.cancel(&caller, parse_session(&id)?).await?;
     Ok(ApiJson(session.into()))
 }
@@ -139,6 +144,7 @@ pub async fn submit_code(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SubmitCodeRequest>,
 ) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::Connect)?;
     state
         .connect
         .submit_code(&caller, parse_session(&id)?, &body.code)
@@ -153,6 +159,7 @@ pub async fn credentials(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<ApiJson<Vec<CredentialStatus>>, ApiError> {
+    caller.require(Scope::CredentialsRead)?;
     Ok(ApiJson(state.connect.status(&caller).await?))
 }
 
@@ -165,6 +172,7 @@ pub async fn remove_credential(
     Caller(caller): Caller,
     Path(provider): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::CredentialsWrite)?;
     state.connect.remove_credential(&caller, &provider).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -174,9 +182,10 @@ pub async fn remove_credential(
     responses((status = 200, body = [ProviderView])))]
 pub async fn providers(
     State(state): State<AppState>,
-    Caller(_caller): Caller,
-) -> ApiJson<Vec<ProviderView>> {
-    ApiJson(
+    Caller(caller): Caller,
+) -> Result<ApiJson<Vec<ProviderView>>, ApiError> {
+    caller.require(Scope::Connect)?;
+    Ok(ApiJson(
         state
             .connect
             .providers()
@@ -187,5 +196,5 @@ pub async fn providers(
                 flows: p.offered_flows().map(|(f, _)| f).collect(),
             })
             .collect(),
-    )
+    ))
 }

@@ -242,6 +242,10 @@ pub struct CreateTokenRequest {
     /// Lifetime in seconds (default: no expiry; at most one year).
     #[serde(default)]
     pub expires_in_s: Option<u64>,
+    /// Space-separated scopes the token is limited to (default: every scope the caller's
+    /// own credential has, which must then be all of them).
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// A token record (never the secret).
@@ -259,6 +263,9 @@ pub struct TokenView {
     pub revoked_at: Option<Timestamp>,
     /// When it was last used.
     pub last_used_at: Option<Timestamp>,
+    /// The scopes it is limited to (space-separated); absent for every scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 impl From<hangar_store::TokenRecord> for TokenView {
@@ -270,6 +277,7 @@ impl From<hangar_store::TokenRecord> for TokenView {
             expires_at: t.expires_at,
             revoked_at: t.revoked_at,
             last_used_at: t.last_used_at,
+            scope: t.scopes.map(|s| s.to_string()),
         }
     }
 }
@@ -293,6 +301,106 @@ pub struct MeView {
     pub name: String,
     /// Whether the user is an admin.
     pub is_admin: bool,
+    /// The scopes of the credential used (space-separated).
+    pub scope: String,
+}
+
+/// `POST /api/v1/oauth/clients` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOAuthClientRequest {
+    /// Display name (shown on the consent page).
+    pub name: String,
+    /// Redirect URIs, compared exactly.
+    pub redirect_uris: Vec<String>,
+    /// Space-separated scopes the client may ask for.
+    pub scope: String,
+    /// A public client (no secret, PKCE required); default confidential.
+    #[serde(default)]
+    pub public: bool,
+    /// Grant types (`authorization_code`, `refresh_token`,
+    /// `urn:ietf:params:oauth:grant-type:device_code`); default all.
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+}
+
+/// A registered OAuth client (never its secret).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OAuthClientView {
+    /// `client_id`.
+    pub client_id: String,
+    /// Display name.
+    pub name: String,
+    /// `confidential` or `public`.
+    pub client_type: String,
+    /// Registered redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Allowed scopes, space-separated.
+    pub scope: String,
+    /// Allowed grant types.
+    pub grant_types: Vec<String>,
+    /// When it was registered.
+    pub created_at: Timestamp,
+}
+
+impl From<hangar_oauth::OAuthClient> for OAuthClientView {
+    fn from(c: hangar_oauth::OAuthClient) -> Self {
+        Self {
+            client_id: c.id.to_string(),
+            name: c.name,
+            client_type: c.client_type.as_str().to_owned(),
+            redirect_uris: c.redirect_uris,
+            scope: c.scopes.to_string(),
+            grant_types: c
+                .grant_types
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect(),
+            created_at: c.created_at,
+        }
+    }
+}
+
+/// A newly registered client: its record and, for a confidential client, its secret (shown
+/// only here).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedOAuthClient {
+    /// The client.
+    #[serde(flatten)]
+    pub client: OAuthClientView,
+    /// `client_secret`; absent for public clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+/// One of the person's linked apps (an OAuth grant).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LinkedAppView {
+    /// The grant id (revoke with `DELETE /api/v1/account/apps/{id}`).
+    pub id: hangar_core::GrantId,
+    /// The client.
+    pub client_id: String,
+    /// The client's name.
+    pub client_name: String,
+    /// Scopes granted, space-separated.
+    pub scope: String,
+    /// First approval.
+    pub created_at: Timestamp,
+    /// Latest approval.
+    pub updated_at: Timestamp,
+}
+
+impl From<hangar_store::GrantRecord> for LinkedAppView {
+    fn from(g: hangar_store::GrantRecord) -> Self {
+        Self {
+            id: g.id,
+            client_id: g.client_id.to_string(),
+            client_name: g.client_name,
+            scope: g.scopes.to_string(),
+            created_at: g.created_at,
+            updated_at: g.updated_at,
+        }
+    }
 }
 
 /// The caller's account (`GET /api/v1/account`): who they are and the upstream identities

@@ -11,6 +11,8 @@ pub mod connect;
 pub mod dto;
 pub mod health;
 pub mod json;
+pub mod oauth;
+pub mod oauth_clients;
 pub mod ports;
 pub mod pty;
 pub mod sandboxes;
@@ -38,6 +40,8 @@ pub struct AppState {
     pub connect: Arc<crate::connect::ConnectService>,
     /// Sign-in with GitHub / OpenID Connect and browser sessions.
     pub signin: Arc<crate::signin::SigninService>,
+    /// The OAuth authorization server.
+    pub oauth: Arc<crate::oauth::OAuthService>,
     /// The store, for readiness checks.
     pub store: hangar_store::Store,
 }
@@ -65,9 +69,10 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "A personal access token (hgr_pat_...). Browsers may instead send the \
-                         hangar_session cookie made by signing in at /login; unsafe methods \
-                         then need a same-origin Origin header.",
+                        "A personal access token (hgr_pat_...) or an OAuth access token \
+                         (hgr_at_...) issued by hangar's authorization server. Browsers may \
+                         instead send the hangar_session cookie made by signing in at /login; \
+                         unsafe methods then need a same-origin Origin header.",
                     ))
                     .build(),
             ),
@@ -98,6 +103,13 @@ pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(accounts::list_users, accounts::create_user))
         .routes(routes!(accounts::list_tokens, accounts::create_token))
         .routes(routes!(accounts::revoke_token))
+        .routes(routes!(
+            oauth_clients::list_clients,
+            oauth_clients::create_client
+        ))
+        .routes(routes!(oauth_clients::delete_client))
+        .routes(routes!(oauth_clients::list_apps))
+        .routes(routes!(oauth_clients::revoke_app))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .split_for_parts()
@@ -122,6 +134,7 @@ pub fn router(state: AppState) -> Router {
     )
     .merge(crate::web::routes())
     .merge(signin)
+    .merge(oauth::routes())
     .fallback(|| async { crate::error::ApiError::not_found("no such route") })
     .method_not_allowed_fallback(|| async {
         crate::error::ApiError::new(

@@ -15,6 +15,7 @@ use super::auth::Caller;
 use super::sandboxes::parse_id;
 use super::AppState;
 use crate::error::{ApiError, Problem};
+use hangar_identity::Scope;
 
 /// Bytes read from the sandbox per WebSocket message, at most.
 const CHUNK: usize = 64 * 1024;
@@ -32,6 +33,7 @@ pub async fn port_ws(
     Path((id, port)): Path<(String, String)>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    caller.require(Scope::SandboxesWrite)?;
     let id = parse_id(&id)?;
     let port: u16 = port
         .parse()

@@ -19,6 +19,7 @@ use super::dto::{PtyClientMessage, PtyQuery, PtyServerMessage};
 use super::sandboxes::parse_id;
 use super::AppState;
 use crate::error::{ApiError, Problem};
+use hangar_identity::Scope;
 
 /// Opens an interactive terminal (WebSocket upgrade).
 #[utoipa::path(get, path = "/api/v1/sandboxes/{id}/pty", tag = "sandboxes",
@@ -32,6 +33,7 @@ pub async fn pty(
     query: Result<Query<PtyQuery>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    caller.require(Scope::SandboxesWrite)?;
     let id = parse_id(&id)?;
     let Query(query) = query?;
     let ws = match ws {

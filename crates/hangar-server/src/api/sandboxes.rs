@@ -17,6 +17,7 @@ use super::json::ApiJson;
 use super::AppState;
 use crate::error::{ApiError, Problem};
 use crate::sandboxes::{CreateSandbox, ExecInput};
+use hangar_identity::Scope;
 
 /// Parses a sandbox id from the path; a malformed id is "not found" like an unknown one.
 pub(super) fn parse_id(raw: &str) -> Result<SandboxId, ApiError> {
@@ -37,6 +38,7 @@ pub async fn create(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<CreateSandboxRequest>,
 ) -> Result<(StatusCode, ApiJson<SandboxView>), ApiError> {
+    caller.require(Scope::SandboxesWrite)?;
     let defaults = state.sandboxes.config().default_limits;
     let req = CreateSandbox {
         image: body.image.unwrap_or_default(),
@@ -57,6 +59,7 @@ pub async fn list(
     Caller(caller): Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<ApiJson<Vec<SandboxView>>, ApiError> {
+    caller.require(Scope::SandboxesRead)?;
     let Query(query) = query?;
     let sandboxes = state.sandboxes.list(&caller, query.all).await?;
     Ok(ApiJson(
@@ -80,6 +83,7 @@ pub async fn get(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<ApiJson<SandboxView>, ApiError> {
+    caller.require(Scope::SandboxesRead)?;
     let sandbox = state.sandboxes.get(&caller, parse_id(&id)?).await?;
     let address = state.sandboxes.network_address(&sandbox);
     Ok(ApiJson(SandboxView::from(sandbox).with_address(address)))
@@ -98,6 +102,7 @@ pub async fn exec(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ExecRequestBody>,
 ) -> Result<ApiJson<ExecResult>, ApiError> {
+    caller.require(Scope::SandboxesWrite)?;
     let id = parse_id(&id)?;
     let started = Instant::now();
     let input = ExecInput {
@@ -128,6 +133,7 @@ pub async fn stop(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, ApiJson<SandboxView>), ApiError> {
+    caller.require(Scope::SandboxesWrite)?;
     let sandbox = state.sandboxes.stop(&caller, parse_id(&id)?).await?;
     Ok((StatusCode::ACCEPTED, ApiJson(sandbox.into())))
 }
@@ -142,6 +148,7 @@ pub async fn start(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, ApiJson<SandboxView>), ApiError> {
+    caller.require(Scope::SandboxesWrite)?;
     let sandbox = state.sandboxes.start(&caller, parse_id(&id)?).await?;
     Ok((StatusCode::ACCEPTED, ApiJson(sandbox.into())))
 }
@@ -156,6 +163,7 @@ pub async fn destroy(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, ApiJson<SandboxView>), ApiError> {
+    caller.require(Scope::SandboxesWrite)?;
     let sandbox = state.sandboxes.destroy(&caller, parse_id(&id)?).await?;
     Ok((StatusCode::ACCEPTED, ApiJson(sandbox.into())))
 }
@@ -165,8 +173,9 @@ pub async fn destroy(
     responses((status = 200, body = [ImageView]), (status = 401, body = Problem)))]
 pub async fn list_images(
     State(state): State<AppState>,
-    Caller(_caller): Caller,
+    Caller(caller): Caller,
 ) -> Result<ApiJson<Vec<ImageView>>, ApiError> {
+    caller.require(Scope::SandboxesRead)?;
     let images = state
         .sandboxes
         .node()

@@ -212,11 +212,7 @@ impl ConnectService {
                 })
             }
         };
-        let owner = Principal {
-            user: session.owner,
-            name: String::new(),
-            is_admin: false,
-        };
+        let owner = Principal::with_all_scopes(session.owner, String::new(), false);
         self.sandboxes
             .forward(&owner, sandbox, BROWSER_VNC_PORT)
             .await
@@ -367,11 +363,7 @@ impl ConnectService {
                 .transition(session.id, session.state, to, change, now)
                 .await
             {
-                let owner = Principal {
-                    user: ended_session.owner,
-                    name: String::new(),
-                    is_admin: false,
-                };
+                let owner = Principal::with_all_scopes(ended_session.owner, String::new(), false);
                 self.finish(&owner, &ended_session).await;
                 ended += 1;
             }

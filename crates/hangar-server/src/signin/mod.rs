@@ -462,11 +462,12 @@ impl SigninService {
                 tracing::debug!(error = %e, "session last-seen not recorded");
             }
         }
-        Ok(Principal {
-            user: user.id,
-            name: user.name,
-            is_admin: user.is_admin,
-        })
+        // A browser session acts as the person, with every scope.
+        Ok(Principal::with_all_scopes(
+            user.id,
+            user.name,
+            user.is_admin,
+        ))
     }
 
     /// Signs out: revokes the session of this cookie value (if it is one). Idempotent.

@@ -1,0 +1,634 @@
+//! OAuth repository tests, each run against SQLite and PostgreSQL.
+
+use hangar_core::{GrantId, Timestamp, UserId};
+use hangar_oauth::client::{ClientType, GrantType, OAuthClient};
+use hangar_oauth::code::CodeGrant;
+use hangar_oauth::device::DeviceState;
+use hangar_oauth::pkce::CodeChallenge;
+use hangar_oauth::token::TokenKind;
+use hangar_oauth::{ScopeSet, SecretHash};
+use hangar_store::testing::TestDb;
+use hangar_store::{
+    DeviceRecord, NewOAuthToken, SigningKeyRecord, Store, StoreError, TokenRecord, User,
+};
+use uuid::Uuid;
+
+const T0: i64 = 1_790_000_000_000;
+
+fn at(offset_ms: i64) -> Timestamp {
+    Timestamp::from_unix_ms(T0 + offset_ms)
+}
+
+fn scopes(text: &str) -> ScopeSet {
+    ScopeSet::parse(text).expect("scopes")
+}
+
+fn hash(n: u8) -> SecretHash {
+    SecretHash([n; 32])
+}
+
+async fn make_user(store: &Store, name: &str) -> User {
+    let user = User {
+        id: UserId::from_uuid(Uuid::now_v7()),
+        name: name.to_owned(),
+        is_admin: false,
+        created_at: at(0),
+    };
+    store.users().create(&user).await.expect("create user");
+    user
+}
+
+fn client(id: &str, client_type: ClientType) -> OAuthClient {
+    OAuthClient {
+        id: id.parse().expect("client id"),
+        name: format!("App {id}"),
+        client_type,
+        secret_hash: (client_type == ClientType::Confidential)
+            .then(|| "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned()),
+        redirect_uris: vec!["https://app.test/cb".into(), "http://127.0.0.1/cb".into()],
+        scopes: scopes("sandboxes:read sandboxes:write openid"),
+        grant_types: GrantType::ALL.to_vec(),
+        created_at: at(0),
+    }
+}
+
+fn code(client: &OAuthClient, user: UserId) -> CodeGrant {
+    CodeGrant {
+        client_id: client.id.clone(),
+        user,
+        redirect_uri: Some("https://app.test/cb".into()),
+        scopes: scopes("sandboxes:read openid"),
+        code_challenge: Some(CodeChallenge::s256_of(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        )),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        auth_time: at(0),
+        created_at: at(0),
+        expires_at: at(60_000),
+        redeemed_at: None,
+    }
+}
+
+fn token(
+    n: u8,
+    kind: TokenKind,
+    grant: GrantId,
+    client: &OAuthClient,
+    user: UserId,
+    family: SecretHash,
+) -> NewOAuthToken {
+    NewOAuthToken {
+        hash: hash(n),
+        kind,
+        grant_id: grant,
+        client_id: client.id.clone(),
+        user,
+        family,
+        scopes: scopes("sandboxes:read"),
+        auth_time: at(0),
+        created_at: at(1),
+        expires_at: Some(at(3_600_000)),
+    }
+}
+
+/// A user, a client, a live grant, and a code for it (hash 1).
+async fn fixture(store: &Store) -> (User, OAuthClient, GrantId) {
+    let user = make_user(store, "alice").await;
+    let app = client("app", ClientType::Public);
+    store.oauth().insert_client(&app).await.expect("client");
+    let grant = store
+        .oauth()
+        .upsert_grant(
+            user.id,
+            &app.id,
+            &scopes("sandboxes:read openid"),
+            GrantId::from_uuid(Uuid::now_v7()),
+            at(0),
+        )
+        .await
+        .expect("grant");
+    store
+        .oauth()
+        .insert_code(&hash(1), grant.id, &code(&app, user.id))
+        .await
+        .expect("code");
+    (user, app, grant.id)
+}
+
+async fn clients_round_trip_and_cascade(db: TestDb) {
+    let store = db.store().await;
+    let (user, app, grant) = fixture(&store).await;
+    let secret = client("conf", ClientType::Confidential);
+    store.oauth().insert_client(&secret).await.expect("insert");
+    assert_eq!(
+        store.oauth().get_client(&secret.id).await.expect("get"),
+        Some(secret.clone())
+    );
+    assert!(matches!(
+        store.oauth().insert_client(&secret).await,
+        Err(StoreError::Duplicate { .. })
+    ));
+    let all = store.oauth().list_clients().await.expect("list");
+    assert_eq!(all, vec![app.clone(), secret]);
+    // Public clients carry no secret hash; the schema refuses a mix.
+    let mut odd = client("odd", ClientType::Public);
+    odd.secret_hash = Some("x".into());
+    assert!(store.oauth().insert_client(&odd).await.is_err());
+
+    store
+        .oauth()
+        .insert_tokens(&[token(9, TokenKind::Access, grant, &app, user.id, hash(1))])
+        .await
+        .expect("token");
+    assert!(store.oauth().delete_client(&app.id).await.expect("delete"));
+    assert!(!store.oauth().delete_client(&app.id).await.expect("again"));
+    assert_eq!(store.oauth().get_grant(grant).await.expect("grant"), None);
+    assert_eq!(store.oauth().find_code(&hash(1)).await.expect("code"), None);
+    assert_eq!(
+        store.oauth().find_token(&hash(9)).await.expect("token"),
+        None
+    );
+}
+
+async fn grants_merge_scopes_and_revoke_their_tokens(db: TestDb) {
+    let store = db.store().await;
+    let (user, app, grant) = fixture(&store).await;
+    let other = make_user(&store, "bob").await;
+    let again = store
+        .oauth()
+        .upsert_grant(
+            user.id,
+            &app.id,
+            &scopes("sandboxes:write"),
+            GrantId::from_uuid(Uuid::now_v7()),
+            at(5),
+        )
+        .await
+        .expect("upsert");
+    assert_eq!(again.id, grant, "one live grant per user and client");
+    assert_eq!(
+        again.scopes,
+        scopes("sandboxes:read sandboxes:write openid")
+    );
+    assert_eq!(again.client_name, "App app");
+    store
+        .oauth()
+        .insert_tokens(&[
+            token(2, TokenKind::Access, grant, &app, user.id, hash(1)),
+            token(3, TokenKind::Refresh, grant, &app, user.id, hash(1)),
+        ])
+        .await
+        .expect("tokens");
+    // Another user cannot revoke it; the owner can, once.
+    assert!(!store
+        .oauth()
+        .revoke_grant(Some(other.id), grant, at(6))
+        .await
+        .expect("other"));
+    assert!(store
+        .oauth()
+        .find_token(&hash(2))
+        .await
+        .expect("find")
+        .expect("token")
+        .is_active(at(7)));
+    assert!(store
+        .oauth()
+        .revoke_grant(Some(user.id), grant, at(7))
+        .await
+        .expect("revoke"));
+    assert!(!store
+        .oauth()
+        .revoke_grant(Some(user.id), grant, at(8))
+        .await
+        .expect("twice"));
+    for n in [2, 3] {
+        let t = store
+            .oauth()
+            .find_token(&hash(n))
+            .await
+            .expect("find")
+            .expect("token");
+        assert_eq!(t.revoked_at, Some(at(7)));
+        assert!(!t.is_active(at(8)));
+    }
+    assert!(store
+        .oauth()
+        .list_grants(user.id)
+        .await
+        .expect("list")
+        .is_empty());
+    // A new approval after revocation makes a new grant.
+    let fresh = store
+        .oauth()
+        .upsert_grant(
+            user.id,
+            &app.id,
+            &scopes("openid"),
+            GrantId::from_uuid(Uuid::now_v7()),
+            at(9),
+        )
+        .await
+        .expect("new grant");
+    assert_ne!(fresh.id, grant);
+    assert_eq!(
+        store.oauth().list_grants(user.id).await.expect("list"),
+        vec![fresh]
+    );
+}
+
+async fn code_redemption_is_one_transaction_with_one_winner(db: TestDb) {
+    let store = db.store().await;
+    let (user, app, grant) = fixture(&store).await;
+    let (_, stored) = store
+        .oauth()
+        .find_code(&hash(1))
+        .await
+        .expect("find")
+        .expect("code");
+    assert_eq!(stored, code(&app, user.id));
+
+    // Eight concurrent redemptions, each with its own tokens: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let store = store.clone();
+        let tokens = vec![
+            token(10 + 2 * i, TokenKind::Access, grant, &app, user.id, hash(1)),
+            token(
+                11 + 2 * i,
+                TokenKind::Refresh,
+                grant,
+                &app,
+                user.id,
+                hash(1),
+            ),
+        ];
+        tasks.push(tokio::spawn(async move {
+            store.oauth().redeem_code(&hash(1), at(10), &tokens).await
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.expect("join") {
+            Ok(()) => wins += 1,
+            Err(StoreError::Stale { .. }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    let tokens = store
+        .oauth()
+        .list_tokens_of_grant(grant)
+        .await
+        .expect("tokens");
+    assert_eq!(tokens.len(), 2, "only the winner's tokens exist");
+    let (_, redeemed) = store
+        .oauth()
+        .find_code(&hash(1))
+        .await
+        .expect("find")
+        .expect("code");
+    assert_eq!(redeemed.redeemed_at, Some(at(10)));
+
+    // Replay: the family is revoked.
+    assert_eq!(
+        store
+            .oauth()
+            .revoke_family(&hash(1), at(20))
+            .await
+            .expect("family"),
+        2
+    );
+    for t in store
+        .oauth()
+        .list_tokens_of_grant(grant)
+        .await
+        .expect("tokens")
+    {
+        assert_eq!(t.revoked_at, Some(at(20)));
+    }
+
+    // An expired code, or one whose grant was revoked, cannot be redeemed; nothing is written.
+    store
+        .oauth()
+        .insert_code(&hash(2), grant, &code(&app, user.id))
+        .await
+        .expect("code 2");
+    let late = [token(50, TokenKind::Access, grant, &app, user.id, hash(2))];
+    assert!(matches!(
+        store.oauth().redeem_code(&hash(2), at(60_000), &late).await,
+        Err(StoreError::Stale { .. })
+    ));
+    store
+        .oauth()
+        .revoke_grant(None, grant, at(30))
+        .await
+        .expect("revoke");
+    assert!(matches!(
+        store.oauth().redeem_code(&hash(2), at(40), &late).await,
+        Err(StoreError::Stale { .. })
+    ));
+    assert_eq!(
+        store.oauth().find_token(&hash(50)).await.expect("find"),
+        None
+    );
+}
+
+async fn refresh_rotation_has_one_winner(db: TestDb) {
+    let store = db.store().await;
+    let (user, app, grant) = fixture(&store).await;
+    store
+        .oauth()
+        .insert_tokens(&[token(2, TokenKind::Refresh, grant, &app, user.id, hash(1))])
+        .await
+        .expect("refresh");
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let store = store.clone();
+        let tokens = vec![
+            token(20 + 2 * i, TokenKind::Access, grant, &app, user.id, hash(1)),
+            token(
+                21 + 2 * i,
+                TokenKind::Refresh,
+                grant,
+                &app,
+                user.id,
+                hash(1),
+            ),
+        ];
+        tasks.push(tokio::spawn(async move {
+            store
+                .oauth()
+                .rotate_refresh(&hash(2), at(10), &tokens)
+                .await
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.expect("join") {
+            Ok(()) => wins += 1,
+            Err(StoreError::Stale { .. }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    let tokens = store
+        .oauth()
+        .list_tokens_of_grant(grant)
+        .await
+        .expect("tokens");
+    assert_eq!(tokens.len(), 3);
+    let old = store
+        .oauth()
+        .find_token(&hash(2))
+        .await
+        .expect("find")
+        .expect("old");
+    assert_eq!(old.rotated_at, Some(at(10)));
+    assert!(!old.is_active(at(11)));
+    // An access token cannot be "rotated".
+    let access = tokens
+        .iter()
+        .find(|t| t.kind == TokenKind::Access)
+        .expect("access");
+    assert!(matches!(
+        store
+            .oauth()
+            .rotate_refresh(&access.hash, at(12), &[])
+            .await,
+        Err(StoreError::Stale { .. })
+    ));
+    // Revoking one token leaves the others.
+    assert!(store
+        .oauth()
+        .revoke_token(&access.hash, at(13))
+        .await
+        .expect("revoke"));
+    assert!(!store
+        .oauth()
+        .revoke_token(&access.hash, at(14))
+        .await
+        .expect("again"));
+    let live = store
+        .oauth()
+        .list_tokens_of_grant(grant)
+        .await
+        .expect("tokens")
+        .into_iter()
+        .filter(|t| t.is_active(at(15)))
+        .count();
+    assert_eq!(live, 1);
+}
+
+async fn device_codes_move_by_compare_and_set(db: TestDb) {
+    let store = db.store().await;
+    let (user, app, grant) = fixture(&store).await;
+    let device = DeviceRecord {
+        hash: hash(7),
+        user_code: "BCDFGHJK".into(),
+        client_id: app.id.clone(),
+        scopes: scopes("sandboxes:read"),
+        state: DeviceState::Pending,
+        user: None,
+        grant_id: None,
+        auth_time: None,
+        interval_s: 5,
+        last_polled_at: None,
+        created_at: at(0),
+        expires_at: at(600_000),
+        version: 0,
+    };
+    store.oauth().insert_device(&device).await.expect("insert");
+    let dup = DeviceRecord {
+        hash: hash(8),
+        ..device.clone()
+    };
+    assert!(matches!(
+        store.oauth().insert_device(&dup).await,
+        Err(StoreError::Duplicate { .. })
+    ));
+    assert_eq!(
+        store
+            .oauth()
+            .find_device_by_user_code("BCDFGHJK")
+            .await
+            .expect("find"),
+        Some(device.clone())
+    );
+    store
+        .oauth()
+        .record_poll(&hash(7), 0, 10, at(1))
+        .await
+        .expect("poll");
+    assert!(matches!(
+        store.oauth().record_poll(&hash(7), 0, 10, at(2)).await,
+        Err(StoreError::Stale { .. })
+    ));
+    // Illegal transitions are refused before the database; stale versions by it.
+    assert!(matches!(
+        store
+            .oauth()
+            .transition_device(
+                &hash(7),
+                DeviceState::Pending,
+                DeviceState::Redeemed,
+                1,
+                None
+            )
+            .await,
+        Err(StoreError::InvalidDeviceTransition(_))
+    ));
+    assert!(matches!(
+        store
+            .oauth()
+            .transition_device(
+                &hash(7),
+                DeviceState::Pending,
+                DeviceState::Approved,
+                0,
+                None
+            )
+            .await,
+        Err(StoreError::Stale { .. })
+    ));
+    store
+        .oauth()
+        .transition_device(
+            &hash(7),
+            DeviceState::Pending,
+            DeviceState::Approved,
+            1,
+            Some((user.id, grant, at(3))),
+        )
+        .await
+        .expect("approve");
+    let approved = store
+        .oauth()
+        .find_device(&hash(7))
+        .await
+        .expect("find")
+        .expect("device");
+    assert_eq!(
+        (
+            approved.state,
+            approved.user,
+            approved.grant_id,
+            approved.version,
+            approved.interval_s
+        ),
+        (DeviceState::Approved, Some(user.id), Some(grant), 2, 10)
+    );
+    // Concurrent redemptions: one winner, only its tokens.
+    let mut tasks = Vec::new();
+    for i in 0..4u8 {
+        let store = store.clone();
+        let tokens = vec![token(
+            30 + i,
+            TokenKind::Access,
+            grant,
+            &app,
+            user.id,
+            hash(7),
+        )];
+        tasks.push(tokio::spawn(async move {
+            store
+                .oauth()
+                .redeem_device(&hash(7), 2, at(4), &tokens)
+                .await
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        if task.await.expect("join").is_ok() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+    let done = store
+        .oauth()
+        .find_device(&hash(7))
+        .await
+        .expect("find")
+        .expect("device");
+    assert_eq!(done.state, DeviceState::Redeemed);
+    assert_eq!(
+        store
+            .oauth()
+            .list_tokens_of_grant(grant)
+            .await
+            .expect("tokens")
+            .len(),
+        1
+    );
+}
+
+async fn signing_keys_rotate_and_pat_scopes_persist(db: TestDb) {
+    let store = db.store().await;
+    let key = |kid: &str, created| SigningKeyRecord {
+        kid: kid.into(),
+        alg: "ES256".into(),
+        sealed: vec![1, 2, 3],
+        kek_version: 1,
+        public_jwk: format!(r#"{{"kid":"{kid}"}}"#),
+        created_at: created,
+        retired_at: None,
+    };
+    store
+        .oauth()
+        .add_signing_key(&key("k1", at(0)), at(0))
+        .await
+        .expect("k1");
+    store
+        .oauth()
+        .add_signing_key(&key("k2", at(5)), at(5))
+        .await
+        .expect("k2");
+    let keys = store.oauth().list_signing_keys().await.expect("keys");
+    assert_eq!(keys.len(), 2);
+    assert_eq!((keys[0].kid.as_str(), keys[0].retired_at), ("k2", None));
+    assert_eq!(
+        (keys[1].kid.as_str(), keys[1].retired_at),
+        ("k1", Some(at(5)))
+    );
+    assert!(!format!("{:?}", keys[0]).contains("[1, 2, 3]"));
+    assert!(store
+        .oauth()
+        .replace_sealed_key("k1", &[1, 2, 3], &[4, 5], 2)
+        .await
+        .expect("rewrap"));
+    assert!(!store
+        .oauth()
+        .replace_sealed_key("k1", &[1, 2, 3], &[6], 3)
+        .await
+        .expect("stale"));
+
+    let user = make_user(&store, "carol").await;
+    let limited = TokenRecord {
+        id: hangar_core::TokenId::from_uuid(Uuid::now_v7()),
+        user: user.id,
+        name: "ci".into(),
+        hash: [42; 32],
+        created_at: at(0),
+        expires_at: Some(at(1000)),
+        revoked_at: None,
+        last_used_at: None,
+        scopes: Some(scopes("sandboxes:read")),
+    };
+    store.tokens().insert(&limited).await.expect("pat");
+    let (found, _) = store
+        .tokens()
+        .find_active_by_hash(&[42; 32], at(1))
+        .await
+        .expect("find")
+        .expect("active");
+    assert_eq!(found, limited);
+}
+
+hangar_store::test_both_backends!(
+    clients_round_trip_and_cascade,
+    grants_merge_scopes_and_revoke_their_tokens,
+    code_redemption_is_one_transaction_with_one_winner,
+    refresh_rotation_has_one_winner,
+    device_codes_move_by_compare_and_set,
+    signing_keys_rotate_and_pat_scopes_persist,
+);
