@@ -185,6 +185,7 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     run(Command::new("npm")
         .current_dir(root.join("crates/hangar/tests/support/oidc"))
         .args(["ci", "--no-audit", "--no-fund"]))?;
+    let python = test_clients(root)?;
     let guest = guest(root)?;
     // The end-to-end tests run the real CLIs from the default image; build it once (cached).
     let images = root.join("target/test-images");
@@ -205,7 +206,8 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(root)
         .env("HANGAR_GUEST_AGENT", &guest)
-        .env("HANGAR_TEST_IMAGES", images.join("images"));
+        .env("HANGAR_TEST_IMAGES", images.join("images"))
+        .env("HANGAR_TEST_PYTHON", &python);
     if nextest {
         cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     } else {
@@ -213,6 +215,32 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     }
     cmd.args(args);
     run(&mut cmd)
+}
+
+/// The real third-party OAuth clients the authorization-server tests drive: oauth4webapi
+/// (`npm ci` from its lockfile) and Authlib (a virtualenv under `target/test-clients` with
+/// the pinned `requirements.txt`). Returns the virtualenv's python.
+fn test_clients(root: &Path) -> anyhow::Result<PathBuf> {
+    let clients = root.join("crates/hangar/tests/clients");
+    run(Command::new("npm")
+        .current_dir(clients.join("oauth4webapi"))
+        .args(["ci", "--no-audit", "--no-fund"]))?;
+    let venv = root.join("target/test-clients/venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(clients.join("authlib/requirements.txt")))?;
+    Ok(python)
 }
 
 fn bench(root: &Path, args: &[String]) -> anyhow::Result<()> {

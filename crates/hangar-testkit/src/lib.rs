@@ -304,8 +304,13 @@ impl TestPlane {
             )?;
         }
         let network = sandbox.network.clone();
-        // The OAuth issuer is the plane's own base URL.
+        // The OAuth issuer is the plane's own base URL, and so is the sign-in public URL
+        // unless the test chose one.
         let base = format!("http://{}", listener.local_addr()?);
+        let mut signin = signin;
+        if signin.public_url == hangar_server::signin::SigninConfig::default().public_url {
+            signin.public_url = base.parse()?;
+        }
         let opened = LocalPlane::open(LocalConfig {
             data_dir: data.path().to_owned(),
             store_url: None,

@@ -13,6 +13,7 @@ pub mod health;
 pub mod json;
 pub mod oauth;
 pub mod oauth_clients;
+pub mod oauth_pages;
 pub mod ports;
 pub mod pty;
 pub mod sandboxes;
@@ -135,6 +136,7 @@ pub fn router(state: AppState) -> Router {
     .merge(crate::web::routes())
     .merge(signin)
     .merge(oauth::routes())
+    .merge(oauth_pages::routes())
     .fallback(|| async { crate::error::ApiError::not_found("no such route") })
     .method_not_allowed_fallback(|| async {
         crate::error::ApiError::new(

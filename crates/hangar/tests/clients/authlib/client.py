@@ -66,21 +66,11 @@ def main():
         interval = int(device.get("interval", 5))
         while True:
             time.sleep(interval)
-            resp = session.post(
-                meta["token_endpoint"],
-                data={"grant_type": DEVICE_GRANT, "device_code": device["device_code"]},
-                withhold_token=True,
-                auth=session.client_auth,
-                timeout=TIMEOUT_S,
-            ) if secret else requests.post(
-                meta["token_endpoint"],
-                data={
-                    "grant_type": DEVICE_GRANT,
-                    "device_code": device["device_code"],
-                    "client_id": env["CLIENT_ID"],
-                },
-                timeout=TIMEOUT_S,
-            )
+            data = {"grant_type": DEVICE_GRANT, "device_code": device["device_code"]}
+            if not secret:
+                data["client_id"] = env["CLIENT_ID"]
+            # client_secret_basic (RFC 6749 section 2.3.1) for a confidential client.
+            resp = requests.post(meta["token_endpoint"], data=data, auth=auth, timeout=TIMEOUT_S)
             body = resp.json()
             if resp.status_code == 200:
                 token = body
