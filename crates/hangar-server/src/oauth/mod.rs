@@ -18,6 +18,7 @@
 
 pub mod keys;
 pub mod ratelimit;
+pub mod secret_cache;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -320,6 +321,8 @@ pub struct OAuthService {
     vault: Arc<CredentialVault>,
     config: OAuthConfig,
     limits: RateLimits,
+    /// Client secrets that passed Argon2 recently.
+    verified: secret_cache::SecretCache,
 }
 
 fn secs(d: Duration) -> u64 {
@@ -350,6 +353,7 @@ impl OAuthService {
             vault,
             config,
             limits,
+            verified: secret_cache::SecretCache::default(),
         }))
     }
 
@@ -568,11 +572,20 @@ impl OAuthService {
                 ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. },
             ) => {
                 let stored = client.secret_hash.clone().unwrap_or_default();
-                let presented = secret.clone();
-                let ok =
-                    tokio::task::spawn_blocking(move || verify_client_secret(&stored, &presented))
-                        .await
-                        .unwrap_or(false);
+                let id = client.id.to_string();
+                let now = std::time::Instant::now();
+                let ok = self.verified.is_verified(&id, &stored, secret, now) || {
+                    let (hash, presented) = (stored.clone(), secret.clone());
+                    let ok = tokio::task::spawn_blocking(move || {
+                        verify_client_secret(&hash, &presented)
+                    })
+                    .await
+                    .unwrap_or(false);
+                    if ok {
+                        self.verified.remember(&id, &stored, secret, now);
+                    }
+                    ok
+                };
                 if ok {
                     Ok(client)
                 } else {
