@@ -531,6 +531,37 @@ impl TestPlane {
         Ok(v)
     }
 
+    /// Gives connect session `id` the person's paste code or token; returns the answer's
+    /// status (204 when taken) and body.
+    pub async fn submit_code(
+        &self,
+        token: &str,
+        id: &str,
+        code: &str,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/api/v1/connect/{id}/code"),
+            Some(token),
+            Some(serde_json::json!({ "code": code })),
+        )
+        .await
+    }
+
+    /// Removes the caller's credential for `provider`; returns the answer's status (204 when
+    /// removed, 404 when there was none).
+    pub async fn remove_credential(&self, token: &str, provider: &str) -> anyhow::Result<u16> {
+        let (status, _) = self
+            .request(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/credentials/{provider}"),
+                Some(token),
+                None,
+            )
+            .await?;
+        Ok(status)
+    }
+
     /// Waits (up to `deadline`) until the connect session's state satisfies `done`.
     pub async fn wait_connect(
         &self,

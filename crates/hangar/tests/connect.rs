@@ -244,14 +244,7 @@ async fn device_code_login_is_captured_sealed_delivered_and_checked() -> anyhow:
     assert_eq!(list, json!([]));
 
     // Removal takes it out of the vault and out of live sandboxes.
-    let (status, _) = tp
-        .request(
-            Method::DELETE,
-            "/api/v1/credentials/fake_cli",
-            Some(&alice),
-            None,
-        )
-        .await?;
+    let status = tp.remove_credential(&alice, "fake_cli").await?;
     assert_eq!(status, 204);
     let (_, out) = tp
         .exec(
@@ -261,14 +254,7 @@ async fn device_code_login_is_captured_sealed_delivered_and_checked() -> anyhow:
         )
         .await?;
     assert_eq!(out["exit_code"], 1, "file removed: {out}");
-    let (status, _) = tp
-        .request(
-            Method::DELETE,
-            "/api/v1/credentials/fake_cli",
-            Some(&alice),
-            None,
-        )
-        .await?;
+    let status = tp.remove_credential(&alice, "fake_cli").await?;
     assert_eq!(status, 404);
     tp.shutdown().await
 }
@@ -319,14 +305,7 @@ async fn paste_code_reaches_the_login_and_bad_files_fail_the_session() -> anyhow
         .await?;
     assert_eq!(v["state"], "awaiting_user", "{v}");
     assert_eq!(v["prompt"]["kind"], "authorize_url");
-    let (status, _) = tp
-        .request(
-            Method::POST,
-            &format!("/api/v1/connect/{id}/code"),
-            Some(&t),
-            Some(json!({"code": "the-code"})),
-        )
-        .await?;
+    let (status, _) = tp.submit_code(&t, &id, "the-code").await?;
     assert_eq!(status, 204);
     // This stand-in writes a file without a refresh token: refused, nothing stored.
     let v = tp
@@ -344,14 +323,7 @@ async fn paste_code_reaches_the_login_and_bad_files_fail_the_session() -> anyhow
         .await?;
     assert_eq!(list, json!([]));
     // A finished session takes no more codes, and unknown providers and flows are refused.
-    let (status, _) = tp
-        .request(
-            Method::POST,
-            &format!("/api/v1/connect/{id}/code"),
-            Some(&t),
-            Some(json!({"code": "x"})),
-        )
-        .await?;
+    let (status, _) = tp.submit_code(&t, &id, "x").await?;
     assert_eq!(status, 409);
     let (status, _) = tp
         .request(
@@ -586,17 +558,8 @@ async fn an_api_key_reaches_every_command_as_an_environment_variable() -> anyhow
     tp.wait_connect(&t, &id, Duration::from_secs(30), |s| s == "awaiting_user")
         .await?;
     assert!(started["browser_sandbox"].is_null(), "{started}");
-    let code = |c: &'static str| {
-        let path = format!("/api/v1/connect/{id}/code");
-        let tp = &tp;
-        let t = &t;
-        async move {
-            tp.request(Method::POST, &path, Some(t), Some(json!({ "code": c })))
-                .await
-        }
-    };
-    assert_eq!(code("AIza-bad\nkey").await?.0, 422);
-    assert_eq!(code("AIza-bad key").await?.0, 204);
+    assert_eq!(tp.submit_code(&t, &id, "AIza-bad\nkey").await?.0, 422);
+    assert_eq!(tp.submit_code(&t, &id, "AIza-bad key").await?.0, 204);
     let failed = tp
         .wait_connect(&t, &id, Duration::from_secs(30), |s| s == "failed")
         .await?;
@@ -611,14 +574,7 @@ async fn an_api_key_reaches_every_command_as_an_environment_variable() -> anyhow
     let id = started["id"].as_str().unwrap_or_default().to_owned();
     tp.wait_connect(&t, &id, Duration::from_secs(30), |s| s == "awaiting_user")
         .await?;
-    let (status, _) = tp
-        .request(
-            Method::POST,
-            &format!("/api/v1/connect/{id}/code"),
-            Some(&t),
-            Some(json!({"code": format!("  {key}\n")})),
-        )
-        .await?;
+    let (status, _) = tp.submit_code(&t, &id, &format!("  {key}\n")).await?;
     assert_eq!(status, 204);
     let done = tp
         .wait_connect(&t, &id, Duration::from_secs(30), |s| {
@@ -636,14 +592,7 @@ async fn an_api_key_reaches_every_command_as_an_environment_variable() -> anyhow
     let (_, out) = tp.exec(&t, &later, &printenv).await?;
     assert_eq!(out["stdout"], format!("{key}\n-rw-------\n"), "{out}");
 
-    let (status, _) = tp
-        .request(
-            Method::DELETE,
-            "/api/v1/credentials/gemini_cli",
-            Some(&t),
-            None,
-        )
-        .await?;
+    let status = tp.remove_credential(&t, "gemini_cli").await?;
     assert_eq!(status, 204);
     let (_, out) = tp
         .exec(

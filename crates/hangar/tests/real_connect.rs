@@ -15,7 +15,6 @@ use std::time::Duration;
 use base64::Engine;
 use hangar_server::connect::ConnectConfig;
 use hangar_testkit::{default_image_store, TestConfig, TestPlane};
-use reqwest::Method;
 use serde_json::{json, Value};
 
 fn b64url(v: &Value) -> String {
@@ -182,20 +181,12 @@ async fn codex_api_key_login_runs_for_real_end_to_end() -> anyhow::Result<()> {
     let sandbox = tp.running_sandbox(&t, "default").await?;
     let started = tp.start_connect(&t, "codex", Some("token")).await?;
     let id = started["id"].as_str().unwrap_or_default().to_owned();
-    let path = format!("/api/v1/connect/{id}");
     let waiting = tp
         .wait_connect(&t, &id, Duration::from_secs(60), |s| s != "starting")
         .await?;
     assert_eq!(waiting["state"], "awaiting_user", "{waiting}");
     let key = "sk-hangar-test-0123456789abcdefghijklmnop";
-    let (status, body) = tp
-        .request(
-            Method::POST,
-            &format!("{path}/code"),
-            Some(&t),
-            Some(json!({"code": key})),
-        )
-        .await?;
+    let (status, body) = tp.submit_code(&t, &id, key).await?;
     assert_eq!(status, 204, "{body}");
     let done = tp
         .wait_connect(&t, &id, Duration::from_secs(60), |s| {
@@ -237,14 +228,7 @@ async fn claude_oauth_token_from_the_environment_is_confirmed_by_claude() -> any
     tp.wait_connect(&t, &id, Duration::from_secs(30), |s| s == "awaiting_user")
         .await?;
     let token = "sk-ant-oat01-StandInToken0123456789abcdefghijklmnopqrstuvwxyz";
-    let (status, body) = tp
-        .request(
-            Method::POST,
-            &format!("/api/v1/connect/{id}/code"),
-            Some(&t),
-            Some(json!({ "code": token })),
-        )
-        .await?;
+    let (status, body) = tp.submit_code(&t, &id, token).await?;
     assert_eq!(status, 204, "{body}");
     let done = tp
         .wait_connect(&t, &id, Duration::from_secs(30), |s| {

@@ -277,14 +277,7 @@ where
 
     // The person signs in there and pastes what the page shows.
     let code = authorize(&standin, url)?;
-    let (status, body) = tp
-        .request(
-            Method::POST,
-            &format!("/api/v1/connect/{session}/code"),
-            Some(&t),
-            Some(serde_json::json!({ "code": code })),
-        )
-        .await?;
+    let (status, body) = tp.submit_code(&t, &session, &code).await?;
     assert_eq!(status, 204, "{body}");
     let done = tp
         .wait_connect(&t, &session, Duration::from_secs(90), |s| {
