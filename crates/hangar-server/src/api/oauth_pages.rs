@@ -104,10 +104,18 @@ fn see_other(location: &str) -> Response {
 }
 
 /// The person behind the request's session cookie, if any (bearer tokens do not sign a
-/// browser in).
+/// browser in). An unknown or expired session is no session; any other failure (the store)
+/// is logged and also answered by the sign-in page.
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<Principal> {
     let cookie = session_cookie(headers)?;
-    state.signin.authenticate_session(&cookie).await.ok()
+    match state.signin.authenticate_session(&cookie).await {
+        Ok(person) => Some(person),
+        Err(crate::accounts::AccountError::Unauthenticated(_)) => None,
+        Err(e) => {
+            tracing::warn!(error = %crate::error::chain(&e), "session check failed");
+            None
+        }
+    }
 }
 
 fn to_login(return_to: &str) -> Response {
