@@ -5,6 +5,9 @@
 //! - `cargo xtask test`       installs system packages, builds the guest agent and the default
 //!   image (cached), then runs the whole test suite with nextest.
 //! - `cargo xtask bench`      builds in release and runs `hangar bench`.
+//! - `cargo xtask bench-oauth` installs wrk, PostgreSQL and the benchmark's npm packages, then
+//!   runs `cargo bench -p hangar --bench oauth` (hangar's authorization server against
+//!   `oidc-provider`, on SQLite and PostgreSQL).
 //! - `cargo xtask guest`      builds only the static guest agent.
 //! - `cargo xtask web`        builds the browser pages (`web/`, npm) that the binary embeds.
 //! - `cargo xtask deps`       installs only the system packages.
@@ -45,8 +48,9 @@ fn main() -> anyhow::Result<()> {
         "up" => up(&root, &rest),
         "test" => test(&root, &rest),
         "bench" => bench(&root, &rest),
+        "bench-oauth" => bench_oauth(&root, &rest),
         _ => {
-            eprintln!("usage: cargo xtask <up|test|bench|build|guest|deps> [ARGS]");
+            eprintln!("usage: cargo xtask <up|test|bench|bench-oauth|build|guest|deps> [ARGS]");
             bail!("unknown command {cmd:?}")
         }
     }
@@ -241,6 +245,24 @@ fn test_clients(root: &Path) -> anyhow::Result<PathBuf> {
         ])
         .arg(clients.join("authlib/requirements.txt")))?;
     Ok(python)
+}
+
+/// The OAuth benchmark: `wrk` (Debian), oidc-provider with its SQLite and PostgreSQL drivers
+/// (`npm ci` from the benchmark's lockfile), the guest agent (the plane runs a node), then
+/// `cargo bench -p hangar --bench oauth ARGS`.
+fn bench_oauth(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    deps(PACKAGES)?;
+    deps(&["wrk"])?;
+    web(root)?;
+    run(Command::new("npm")
+        .current_dir(root.join("crates/hangar/benches/oidc-provider"))
+        .args(["ci", "--no-audit", "--no-fund"]))?;
+    let guest = guest(root)?;
+    run(Command::new(env!("CARGO"))
+        .current_dir(root)
+        .env("HANGAR_GUEST_AGENT", &guest)
+        .args(["bench", "-p", "hangar", "--bench", "oauth", "--"])
+        .args(args))
 }
 
 fn bench(root: &Path, args: &[String]) -> anyhow::Result<()> {

@@ -122,6 +122,9 @@ pub struct TestConfig {
     pub network: Option<hangar_runtime::net::NetworkConfig>,
     /// OAuth settings; the issuer is always set to the plane's own base URL.
     pub oauth: hangar_server::oauth::OAuthConfig,
+    /// The store URL (`postgres://...` for a PostgreSQL-backed plane); a SQLite file in the
+    /// data directory when `None`.
+    pub store_url: Option<String>,
 }
 
 /// A sandbox network of this test's own: bridge `hgt<pid><n>` and a /24 under
@@ -280,6 +283,7 @@ impl TestPlane {
             network,
             signin,
             oauth,
+            store_url,
         } = config;
         let mut sandbox = sandbox;
         if network.is_some() {
@@ -313,7 +317,7 @@ impl TestPlane {
         }
         let opened = LocalPlane::open(LocalConfig {
             data_dir: data.path().to_owned(),
-            store_url: None,
+            store_url,
             guest_agent: guest_agent(),
             images_dir: Some(images_dir),
             sandbox,
