@@ -122,6 +122,9 @@ pub struct TestConfig {
     pub network: Option<hangar_runtime::net::NetworkConfig>,
     /// OAuth settings; the issuer is always set to the plane's own base URL.
     pub oauth: hangar_server::oauth::OAuthConfig,
+    /// Health settings. No collector or maintenance loop runs unless the test starts one
+    /// (`plane.state.metrics.clone().collect_forever(...)`).
+    pub metrics: hangar_server::metrics::MetricsConfig,
 }
 
 /// A sandbox network of this test's own: bridge `hgt<pid><n>` and a /24 under
@@ -280,6 +283,7 @@ impl TestPlane {
             network,
             signin,
             oauth,
+            metrics,
         } = config;
         let mut sandbox = sandbox;
         if network.is_some() {
@@ -312,6 +316,7 @@ impl TestPlane {
             signin.public_url = base.parse()?;
         }
         let opened = LocalPlane::open(LocalConfig {
+            metrics,
             data_dir: data.path().to_owned(),
             store_url: None,
             guest_agent: guest_agent(),

@@ -61,6 +61,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         )
     };
     let plane = LocalPlane::open(LocalConfig {
+        metrics: Default::default(),
         data_dir: data.clone(),
         store_url: None,
         guest_agent: guest.clone(),
