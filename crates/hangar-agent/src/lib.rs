@@ -3,7 +3,8 @@
 //! Owns: booting a sandbox as a sequence of stages reported as they are reached (the driver
 //! prepares the root filesystem and starts the first process; the node then waits for the guest
 //! agent to answer), stopping and destroying, the runtime inventory the reconciler compares with
-//! the store, and the images present on the node.
+//! the store, the images present on the node, and the health figures of the host and its
+//! sandboxes ([`metrics`]).
 //!
 //! `hangar up` runs a [`Node`] in the control-plane process (the local node). `hangar agent`
 //! will serve the same operations to a remote control plane.
@@ -11,6 +12,8 @@
 //! **Architecture Invariant:** the node never decides lifecycle states and never touches the
 //! store: it reports stages and results, and the control plane records them. Every wait here
 //! has a deadline.
+
+pub mod metrics;
 
 use std::time::Duration;
 

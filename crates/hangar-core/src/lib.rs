@@ -1,7 +1,8 @@
 //! hangar's domain model.
 //!
 //! Owns: typed ids ([`ids`]), the sandbox lifecycle state machine with checked transitions
-//! ([`sandbox`]), boot stages, resource limits and retention policies, and the domain errors.
+//! ([`sandbox`]), boot stages, resource limits and retention policies, health samples and the
+//! node health rule ([`metrics`]), and the domain errors.
 //!
 //! **Architecture Invariant:** this crate does no I/O and never reads the clock or an RNG:
 //! timestamps and fresh ids are passed in by the edge crates (`hangar-server`, `hangar-agent`).
@@ -9,6 +10,7 @@
 
 pub mod connect;
 pub mod ids;
+pub mod metrics;
 pub mod sandbox;
 pub mod time;
 
@@ -17,6 +19,7 @@ pub use connect::{
     InvalidConnectTransition, InvalidProviderId, ProviderId,
 };
 pub use ids::{BrowserSessionId, ConnectSessionId, GrantId, NodeId, SandboxId, TokenId, UserId};
+pub use metrics::{Heartbeat, NodeSample, NodeState, Resolution, Retention, SandboxSample, Since};
 pub use sandbox::{
     BootEvent, BootStage, DriverKind, Failure, FailureKind, InvalidTransition, Limits, LimitsError,
     NetworkPolicy, RetentionPolicy, Sandbox, SandboxState,

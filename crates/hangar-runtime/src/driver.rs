@@ -159,6 +159,10 @@ pub trait Driver {
     /// Where the sandbox's console log (its first process's stdout and stderr) is kept.
     fn console_log_path(&self, id: SandboxId) -> PathBuf;
 
+    /// The directory holding the sandbox's writable layer (runc: the overlay's `upper/`),
+    /// whose size is the sandbox's disk use; `None` if the driver keeps none on the host.
+    fn writable_layer(&self, id: SandboxId) -> Option<PathBuf>;
+
     /// Whether sandboxes with [`NetworkPolicy::Egress`] can run here.
     fn egress_available(&self) -> bool;
 
@@ -223,6 +227,9 @@ impl Driver for AnyDriver {
     }
     fn console_log_path(&self, id: SandboxId) -> PathBuf {
         dispatch!(self, d => d.console_log_path(id))
+    }
+    fn writable_layer(&self, id: SandboxId) -> Option<PathBuf> {
+        dispatch!(self, d => d.writable_layer(id))
     }
     fn egress_available(&self) -> bool {
         dispatch!(self, d => d.egress_available())

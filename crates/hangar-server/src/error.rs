@@ -267,3 +267,15 @@ impl From<ConnectError> for ApiError {
         }
     }
 }
+
+impl From<crate::metrics::MetricsError> for ApiError {
+    fn from(e: crate::metrics::MetricsError) -> Self {
+        use crate::metrics::MetricsError::*;
+        match e {
+            NotFound => Self::not_found("not found"),
+            Account(a) => a.into(),
+            Invalid { .. } => Self::bad_request(e.to_string()),
+            Collect(_) | Store(_) => Self::internal(&e),
+        }
+    }
+}

@@ -3,7 +3,8 @@
 //! Owns: HTTP routes and their OpenAPI document ([`api`]), the problem+json error mapping
 //! ([`error`]), users and tokens ([`accounts`]), the sandbox lifecycle orchestration and the
 //! reconciler ([`sandboxes`]), sign-in with GitHub / OpenID Connect and browser sessions
-//! ([`signin`]), and the OAuth authorization server ([`oauth`]).
+//! ([`signin`]), the OAuth authorization server ([`oauth`]), and node health with the sample
+//! history ([`metrics`]).
 //!
 //! **Architecture Invariant:** handlers never touch SQL, crypto or drivers: they call one
 //! service operation. Every sandbox state change goes through the store's compare-and-set.
@@ -16,6 +17,7 @@ pub mod connect;
 pub mod credentials;
 pub mod error;
 pub mod local;
+pub mod metrics;
 pub mod oauth;
 pub mod sandboxes;
 pub mod signin;

@@ -54,6 +54,8 @@ pub struct LocalConfig {
     pub signin: crate::signin::SigninConfig,
     /// The OAuth authorization server's settings (issuer, lifetimes, rate limits).
     pub oauth: crate::oauth::OAuthConfig,
+    /// Health: collector interval, node silence, history retention.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// Errors while assembling.
@@ -94,6 +96,9 @@ pub enum LocalError {
     /// The OAuth signing keys.
     #[error("oauth signing keys")]
     OAuthKeys(#[from] crate::oauth::keys::KeyError),
+    /// The metrics collector.
+    #[error("metrics")]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// An assembled single-machine control plane.
@@ -171,6 +176,13 @@ impl LocalPlane {
             })
             .await?;
         let node = Arc::new(Node::new(node_id, node_name, driver, images));
+        let metrics = crate::metrics::MetricsService::new(
+            store.clone(),
+            Arc::clone(&clock),
+            config.metrics.clone(),
+            Arc::clone(&node),
+            data.clone(),
+        )?;
         let sandboxes =
             SandboxService::new(store.clone(), node, Arc::clone(&clock), config.sandbox);
         let mut providers = hangar_connect::builtin()?;
@@ -200,6 +212,7 @@ impl LocalPlane {
                 connect,
                 signin,
                 oauth,
+                metrics,
                 store,
             },
             admin_token_path,

@@ -26,6 +26,7 @@ mod codec;
 mod connect;
 mod credentials;
 mod error;
+mod metrics;
 mod nodes;
 mod oauth;
 mod sandboxes;
@@ -45,6 +46,7 @@ use sqlx::{AnyPool, Connection, Executor};
 pub use connect::{ConnectChange, ConnectSessionRepo};
 pub use credentials::{CredentialRecord, CredentialRepo, NewCredential, NewSeal, StatusCheck};
 pub use error::StoreError;
+pub use metrics::{MaintenanceReport, MetricsRepo};
 pub use nodes::{NodeRecord, NodeRepo};
 pub use oauth::{
     DeviceRecord, GrantRecord, NewOAuthToken, OAuthRepo, OAuthTokenRecord, SigningKeyRecord,
@@ -244,6 +246,11 @@ impl Store {
     /// Nodes and their heartbeats.
     pub fn nodes(&self) -> NodeRepo<'_> {
         NodeRepo::new(&self.pool)
+    }
+
+    /// Health history: raw samples, their aggregates, downsampling and retention.
+    pub fn metrics(&self) -> MetricsRepo<'_> {
+        MetricsRepo::new(&self.pool)
     }
 
     /// Connect sessions and their compare-and-set lifecycle changes.

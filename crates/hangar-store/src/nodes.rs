@@ -3,7 +3,7 @@
 
 use hangar_core::{NodeId, Timestamp};
 use sqlx::any::AnyRow;
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::codec::{col, decode_strings, encode_strings, ms, parse, ts};
 use crate::error::StoreError;
@@ -26,6 +26,30 @@ pub struct NodeRecord {
 }
 
 const NODE_COLUMNS: &str = "id, name, address, drivers, last_heartbeat_at, created_at";
+
+/// The upsert of [`NodeRepo::upsert`] on a given connection (also used inside the heartbeat
+/// transaction of [`crate::MetricsRepo::record_heartbeat`]).
+pub(crate) async fn upsert_node(
+    conn: &mut AnyConnection,
+    node: &NodeRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO nodes (id, name, address, drivers, last_heartbeat_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, address = excluded.address, \
+         drivers = excluded.drivers, last_heartbeat_at = excluded.last_heartbeat_at",
+    )
+    .bind(node.id.to_string())
+    .bind(node.name.as_str())
+    .bind(node.address.as_deref())
+    .bind(encode_strings("nodes.drivers", &node.drivers)?)
+    .bind(ms(node.last_heartbeat_at))
+    .bind(ms(node.created_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(StoreError::from_write("node"))?;
+    Ok(())
+}
 
 fn node_from_row(row: &AnyRow) -> Result<NodeRecord, StoreError> {
     let id: String = col(row, "id")?;
@@ -55,21 +79,9 @@ impl<'a> NodeRepo<'a> {
     /// overwrites name, address, drivers and `last_heartbeat_at` while keeping the first
     /// `created_at`. Returns the record as stored.
     pub async fn upsert(&self, node: &NodeRecord) -> Result<NodeRecord, StoreError> {
-        sqlx::query(
-            "INSERT INTO nodes (id, name, address, drivers, last_heartbeat_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, address = excluded.address, \
-             drivers = excluded.drivers, last_heartbeat_at = excluded.last_heartbeat_at",
-        )
-        .bind(node.id.to_string())
-        .bind(node.name.as_str())
-        .bind(node.address.as_deref())
-        .bind(encode_strings("nodes.drivers", &node.drivers)?)
-        .bind(ms(node.last_heartbeat_at))
-        .bind(ms(node.created_at))
-        .execute(self.pool)
-        .await
-        .map_err(StoreError::from_write("node"))?;
+        let mut conn = self.pool.acquire().await?;
+        upsert_node(&mut conn, node).await?;
+        drop(conn);
         self.get(node.id).await?.ok_or(StoreError::NotFound)
     }
 

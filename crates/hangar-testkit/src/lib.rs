@@ -125,6 +125,9 @@ pub struct TestConfig {
     /// The store URL (`postgres://...` for a PostgreSQL-backed plane); a SQLite file in the
     /// data directory when `None`.
     pub store_url: Option<String>,
+    /// Health settings. No collector or maintenance loop runs unless the test starts one
+    /// (`plane.state.metrics.clone().collect_forever(...)`).
+    pub metrics: hangar_server::metrics::MetricsConfig,
 }
 
 /// A sandbox network of this test's own: bridge `hgt<pid><n>` and a /24 under
@@ -284,6 +287,7 @@ impl TestPlane {
             signin,
             oauth,
             store_url,
+            metrics,
         } = config;
         let mut sandbox = sandbox;
         if network.is_some() {
@@ -316,6 +320,7 @@ impl TestPlane {
             signin.public_url = base.parse()?;
         }
         let opened = LocalPlane::open(LocalConfig {
+            metrics,
             data_dir: data.path().to_owned(),
             store_url,
             guest_agent: guest_agent(),

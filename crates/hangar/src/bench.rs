@@ -61,6 +61,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         )
     };
     let plane = LocalPlane::open(LocalConfig {
+        metrics: Default::default(),
         data_dir: data.clone(),
         store_url: None,
         guest_agent: guest.clone(),
@@ -77,7 +78,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     })
     .await?;
     let (api, server) = serve_on_loopback(&plane).await?;
-    let result = series(&args, &work, &image, &guest, &plane, &api).await;
+    let result = if args.metrics {
+        crate::bench_metrics::run(&plane, &api, args.sandboxes, &work).await
+    } else {
+        series(&args, &work, &image, &guest, &plane, &api).await
+    };
     server.abort();
     if let Err(e) = hangar_runtime::net::remove_node(
         &bench_net,

@@ -73,6 +73,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         hangar_runtime::image::testing::busybox_image(&images, "busybox", None)?;
     }
     let plane = LocalPlane::open(LocalConfig {
+        metrics: Default::default(),
         data_dir: data.clone(),
         store_url: None,
         guest_agent: guest_agent_path(args.guest_agent.clone())?,

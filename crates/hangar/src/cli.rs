@@ -478,6 +478,10 @@ pub struct BenchArgs {
     /// capture to delivery in `--sandboxes` live sandboxes.
     #[arg(long)]
     pub connect: bool,
+    /// Run the metrics series instead: collector CPU with `--sandboxes` running sandboxes
+    /// (use 50), a week of history through the API, the store's cost per day.
+    #[arg(long)]
+    pub metrics: bool,
     /// An image store holding the `browser` image (for `--connect`).
     #[arg(long)]
     pub images_dir: Option<PathBuf>,

@@ -3,8 +3,9 @@
 //! `readiness_timeout_ms`, `reconcile_interval_s`, `guest_agent`, `store_url`, `images_dir`),
 //! plus the connect settings (`providers_dir`, `browser_image`, `browser_session`,
 //! `sign_in_timeout_min`), a `[network]` table (`default`, `subnet`, `bridge`, `dns`,
-//! `deny`; see [`NetworkSection`]), `public_url` and the sign-in tables `[[signin.oidc]]` and
-//! `[signin.github]` (see [`SigninSection`]).
+//! `deny`; see [`NetworkSection`]), `public_url`, the sign-in tables `[[signin.oidc]]` and
+//! `[signin.github]` (see [`SigninSection`]), `[metrics]` ([`MetricsSection`]) and `[nodes]`
+//! ([`NodesSection`]).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -51,6 +52,48 @@ pub struct FileConfig {
     /// Sign-in with GitHub / OpenID Connect.
     #[serde(default)]
     pub signin: SigninSection,
+    /// Health figures and their history.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    /// Node health.
+    #[serde(default)]
+    pub nodes: NodesSection,
+}
+
+/// The `[metrics]` table. Every key is optional:
+/// ```toml
+/// [metrics]
+/// interval_s = 10          # how often the node and its sandboxes are sampled
+/// disk_refresh_s = 60      # how often a sandbox's writable layer is measured again
+/// keep_raw_h = 1           # raw samples are kept 1 hour,
+/// keep_minute_h = 24       # 1-minute aggregates 1 day,
+/// keep_ten_minutes_d = 30  # 10-minute aggregates 30 days
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Seconds between samples (default 10).
+    pub interval_s: Option<u64>,
+    /// Seconds between measurements of a sandbox's writable layer (default 60).
+    pub disk_refresh_s: Option<u64>,
+    /// Hours raw samples are kept (default 1).
+    pub keep_raw_h: Option<u64>,
+    /// Hours 1-minute aggregates are kept (default 24).
+    pub keep_minute_h: Option<u64>,
+    /// Days 10-minute aggregates are kept (default 30).
+    pub keep_ten_minutes_d: Option<u64>,
+}
+
+/// The `[nodes]` table:
+/// ```toml
+/// [nodes]
+/// unreachable_after_s = 30   # a node silent this long is shown unreachable
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodesSection {
+    /// Seconds without a heartbeat after which a node is `unreachable` (default 30).
+    pub unreachable_after_s: Option<u64>,
 }
 
 /// The `[signin]` table and its providers. Every key is optional:
@@ -223,6 +266,35 @@ impl FileConfig {
 }
 
 impl FileConfig {
+    /// The health settings (`[metrics]`, `[nodes]`) over the defaults. Zero values are
+    /// raised to 1.
+    pub fn metrics(&self) -> hangar_server::metrics::MetricsConfig {
+        use std::time::Duration;
+        let mut config = hangar_server::metrics::MetricsConfig::default();
+        let m = &self.metrics;
+        if let Some(s) = m.interval_s {
+            config.interval = Duration::from_secs(s.max(1));
+        }
+        if let Some(s) = m.disk_refresh_s {
+            config.disk_refresh = Duration::from_secs(s.max(1));
+        }
+        if let Some(h) = m.keep_raw_h {
+            config.retention.raw = Duration::from_secs(h.max(1) * 3600);
+        }
+        if let Some(h) = m.keep_minute_h {
+            config.retention.minute = Duration::from_secs(h.max(1) * 3600);
+        }
+        if let Some(d) = m.keep_ten_minutes_d {
+            config.retention.ten_minutes = Duration::from_secs(d.max(1) * 86_400);
+        }
+        if let Some(s) = self.nodes.unreachable_after_s {
+            config.unreachable_after = Duration::from_secs(s.max(1));
+        }
+        config
+    }
+}
+
+impl FileConfig {
     /// The sign-in settings, over the defaults; `public_url` is the flag's or the file's.
     /// Invalid settings are an error naming them.
     pub fn signin(
@@ -358,6 +430,24 @@ mod tests {
         let bad: FileConfig =
             toml::from_str("[network]\nbridge = \"much-too-long-name\"\n").expect("parse");
         assert!(bad.network.resolve(Vec::new).is_err());
+    }
+
+    #[test]
+    fn metrics_and_nodes_sections() {
+        let empty: FileConfig = toml::from_str("").expect("empty");
+        let d = empty.metrics();
+        assert_eq!(d.interval.as_secs(), 10);
+        assert_eq!(d.unreachable_after.as_secs(), 30);
+        assert_eq!(d.retention.ten_minutes.as_secs(), 30 * 86_400);
+        let file: FileConfig = toml::from_str(
+            "[metrics]\ninterval_s = 2\nkeep_raw_h = 3\n[nodes]\nunreachable_after_s = 5\n",
+        )
+        .expect("parse");
+        let c = file.metrics();
+        assert_eq!(c.interval.as_secs(), 2);
+        assert_eq!(c.retention.raw.as_secs(), 3 * 3600);
+        assert_eq!(c.unreachable_after.as_secs(), 5);
+        assert!(toml::from_str::<FileConfig>("[metrics]\ninterval = 2\n").is_err());
     }
 
     #[test]

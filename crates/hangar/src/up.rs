@@ -31,6 +31,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .init();
     let file = FileConfig::load(args.data.config.as_deref())?;
     let connect = file.connect();
+    let metrics_config = file.metrics();
     let data_dir = args
         .data
         .data_dir
@@ -65,6 +66,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let guest_agent = guest_agent_path(args.guest_agent.or(file.guest_agent))?;
 
     let plane = LocalPlane::open(LocalConfig {
+        metrics: metrics_config,
         data_dir: data_dir.clone(),
         store_url: file.store_url,
         guest_agent,
@@ -109,6 +111,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         eprintln!("ended {ended} connect session(s) interrupted by the restart");
     }
     let refresher = tokio::spawn(connect.refresh_forever(REFRESH_EVERY));
+    let metrics = plane.state.metrics.clone();
+    let collector = tokio::spawn(metrics.clone().collect_forever(metrics.config().interval));
+    let maintainer = tokio::spawn(
+        metrics
+            .clone()
+            .maintain_forever(metrics.config().maintain_every),
+    );
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -153,6 +162,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     reconciler.abort();
     refresher.abort();
+    collector.abort();
+    maintainer.abort();
     eprintln!("hangar stopped; sandboxes keep running and are picked up on the next start");
     Ok(())
 }

@@ -507,6 +507,7 @@ async fn a_restart_ends_open_sessions_and_removes_their_browser_sandboxes() -> a
 
     // A second control plane over the same data directory, as after a restart.
     let again = hangar_server::local::LocalPlane::open(hangar_server::local::LocalConfig {
+        metrics: Default::default(),
         data_dir: tp.data.path().to_owned(),
         store_url: None,
         guest_agent: hangar_testkit::guest_agent(),

@@ -585,6 +585,7 @@ async fn codes_and_tokens_survive_a_restart() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let again = hangar_server::local::LocalPlane::open(hangar_server::local::LocalConfig {
+        metrics: Default::default(),
         data_dir: tp.data.path().to_owned(),
         store_url: None,
         guest_agent: hangar_testkit::guest_agent(),

@@ -819,6 +819,7 @@ async fn token_form_secure_cookies_csrf_and_rate_limit() -> anyhow::Result<()> {
     // Sessions live in the store: a second control plane over the same data directory (as
     // after a restart) accepts the cookie.
     let again = hangar_server::local::LocalPlane::open(hangar_server::local::LocalConfig {
+        metrics: Default::default(),
         data_dir: tp.data.path().to_owned(),
         store_url: None,
         guest_agent: hangar_testkit::guest_agent(),

@@ -448,6 +448,10 @@ impl Driver for RuncDriver {
         self.sandbox_dir(id).join("console.log")
     }
 
+    fn writable_layer(&self, id: SandboxId) -> Option<PathBuf> {
+        Some(self.sandbox_dir(id).join("upper"))
+    }
+
     fn egress_available(&self) -> bool {
         self.net.is_some()
     }

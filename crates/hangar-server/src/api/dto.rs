@@ -583,3 +583,141 @@ pub struct ProviderView {
     /// The flows it offers.
     pub flows: Vec<ConnectFlow>,
 }
+
+/// A node as `GET /api/v1/nodes` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeView {
+    /// Its id.
+    pub id: NodeId,
+    /// Its name (usually the host name).
+    pub name: String,
+    /// Where the control plane reaches its agent, if anywhere.
+    pub address: Option<String>,
+    /// Drivers it offers (`runc`, ...).
+    pub drivers: Vec<String>,
+    /// `ready`, or `unreachable` once no heartbeat came for the configured silence
+    /// (`[nodes] unreachable_after_s`, default 30 s).
+    pub state: hangar_core::NodeState,
+    /// When its last heartbeat was received.
+    pub last_heartbeat_at: Timestamp,
+    /// When it first registered.
+    pub created_at: Timestamp,
+    /// Its newest sample, if any.
+    pub latest: Option<hangar_core::NodeSample>,
+}
+
+impl From<crate::metrics::NodeStatus> for NodeView {
+    fn from(n: crate::metrics::NodeStatus) -> Self {
+        Self {
+            id: n.record.id,
+            name: n.record.name,
+            address: n.record.address,
+            drivers: n.record.drivers,
+            state: n.state,
+            last_heartbeat_at: n.record.last_heartbeat_at,
+            created_at: n.record.created_at,
+            latest: n.latest,
+        }
+    }
+}
+
+/// One entry of `GET /api/v1/nodes/{id}/sandboxes`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeSandboxView {
+    /// The sandbox, as `GET /api/v1/sandboxes/{id}` shows it.
+    pub sandbox: SandboxView,
+    /// Its newest sample within the silence window, if any.
+    pub latest: Option<hangar_core::SandboxSample>,
+    /// Not failed and, if running, sampled within the silence window.
+    pub healthy: bool,
+}
+
+/// `?since=&step=` of the history routes.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Window start: RFC 3339, or a duration before now (`90s`, `15m`, `1h`, `24h`, `7d`).
+    /// Default `1h`.
+    pub since: Option<String>,
+    /// Seconds per point. Default: the stored resolution that fits the window (the collector
+    /// interval up to 1 h, 60 up to 1 day, 600 beyond).
+    pub step: Option<String>,
+}
+
+/// A history window in columns (uPlot's data shape): `t` holds the start of each step in
+/// unix seconds; every other array is one numeric field of the sample (`cpu_percent`,
+/// `memory_bytes` or `memory_used_bytes`, ...), aligned with `t`, `null` where no data fell
+/// in that step. Several samples in one step are averaged; stored 1-minute and 10-minute
+/// aggregates are averages (CPU, memory, network) or maxima (pids, disk, limits, totals).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HistoryView {
+    /// The window's start.
+    pub since: Timestamp,
+    /// Seconds per point.
+    pub step_seconds: u32,
+    /// Step starts, unix seconds.
+    pub t: Vec<i64>,
+    /// One array per numeric field, by the field's name.
+    #[serde(flatten)]
+    #[schema(value_type = Object, additional_properties)]
+    pub columns: BTreeMap<String, Vec<Option<f64>>>,
+}
+
+impl From<crate::metrics::history::Series> for HistoryView {
+    fn from(s: crate::metrics::history::Series) -> Self {
+        Self {
+            since: s.since,
+            step_seconds: s.step_seconds,
+            t: s.t,
+            columns: s
+                .columns
+                .into_iter()
+                .map(|(name, values)| (name.to_owned(), values))
+                .collect(),
+        }
+    }
+}
+
+/// `POST /api/v1/nodes/{id}/heartbeat` body: what a node agent reports every interval.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// The node's name.
+    pub name: String,
+    /// Where the control plane reaches the agent, if anywhere.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Drivers it offers.
+    pub drivers: Vec<String>,
+    /// The host sample.
+    pub node: hangar_core::NodeSample,
+    /// One sample per running sandbox.
+    #[serde(default)]
+    pub sandboxes: Vec<HeartbeatSandbox>,
+}
+
+/// One sandbox's sample in a heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatSandbox {
+    /// The sandbox.
+    pub sandbox_id: SandboxId,
+    /// Its sample.
+    pub sample: hangar_core::SandboxSample,
+}
+
+impl From<HeartbeatRequest> for hangar_core::Heartbeat {
+    fn from(r: HeartbeatRequest) -> Self {
+        Self {
+            name: r.name,
+            address: r.address,
+            drivers: r.drivers,
+            node: r.node,
+            sandboxes: r
+                .sandboxes
+                .into_iter()
+                .map(|s| (s.sandbox_id, s.sample))
+                .collect(),
+        }
+    }
+}

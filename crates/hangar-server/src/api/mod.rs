@@ -11,6 +11,7 @@ pub mod connect;
 pub mod dto;
 pub mod health;
 pub mod json;
+pub mod nodes;
 pub mod oauth;
 pub mod oauth_clients;
 pub mod oauth_pages;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub signin: Arc<crate::signin::SigninService>,
     /// The OAuth authorization server.
     pub oauth: Arc<crate::oauth::OAuthService>,
+    /// Node health, heartbeats and sample history.
+    pub metrics: Arc<crate::metrics::MetricsService>,
     /// The store, for readiness checks.
     pub store: hangar_store::Store,
 }
@@ -111,6 +114,11 @@ pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(oauth_clients::delete_client))
         .routes(routes!(oauth_clients::list_apps))
         .routes(routes!(oauth_clients::revoke_app))
+        .routes(routes!(nodes::list))
+        .routes(routes!(nodes::sandboxes))
+        .routes(routes!(nodes::node_metrics))
+        .routes(routes!(nodes::heartbeat))
+        .routes(routes!(nodes::sandbox_metrics))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .split_for_parts()
