@@ -3,7 +3,9 @@
 //! Owns: HTTP routes and their OpenAPI document ([`api`]), the problem+json error mapping
 //! ([`error`]), users and tokens ([`accounts`]), the sandbox lifecycle orchestration and the
 //! reconciler ([`sandboxes`]), sign-in with GitHub / OpenID Connect and browser sessions
-//! ([`signin`]), and the OAuth authorization server ([`oauth`]).
+//! ([`signin`]), the OAuth authorization server ([`oauth`]), the live bus behind the
+//! server-sent event stream ([`live`]), the operational event log ([`events`]) and the
+//! Prometheus metrics ([`telemetry`]).
 //!
 //! **Architecture Invariant:** handlers never touch SQL, crypto or drivers: they call one
 //! service operation. Every sandbox state change goes through the store's compare-and-set.
@@ -15,10 +17,13 @@ pub mod clock;
 pub mod connect;
 pub mod credentials;
 pub mod error;
+pub mod events;
+pub mod live;
 pub mod local;
 pub mod oauth;
 pub mod sandboxes;
 pub mod signin;
+pub mod telemetry;
 pub mod web;
 
 pub use api::{router, AppState};

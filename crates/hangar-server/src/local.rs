@@ -54,6 +54,10 @@ pub struct LocalConfig {
     pub signin: crate::signin::SigninConfig,
     /// The OAuth authorization server's settings (issuer, lifetimes, rate limits).
     pub oauth: crate::oauth::OAuthConfig,
+    /// Who may read `/metrics`.
+    pub metrics: crate::telemetry::MetricsConfig,
+    /// How many events are kept and for how long.
+    pub events: crate::events::EventsConfig,
 }
 
 /// Errors while assembling.
@@ -171,8 +175,24 @@ impl LocalPlane {
             })
             .await?;
         let node = Arc::new(Node::new(node_id, node_name, driver, images));
-        let sandboxes =
-            SandboxService::new(store.clone(), node, Arc::clone(&clock), config.sandbox);
+        let live = crate::live::LiveBus::new();
+        let observers = crate::telemetry::Observers {
+            live: live.clone(),
+            events: crate::events::EventService::new(
+                store.clone(),
+                Arc::clone(&clock),
+                live.clone(),
+                config.events,
+            ),
+            metrics: crate::telemetry::Metrics::new(),
+        };
+        let sandboxes = SandboxService::new(
+            store.clone(),
+            node,
+            Arc::clone(&clock),
+            config.sandbox,
+            observers.clone(),
+        );
         let mut providers = hangar_connect::builtin()?;
         if let Some(dir) = &config.providers_dir {
             providers = providers.merged(hangar_connect::load_dir(dir)?);
@@ -191,6 +211,7 @@ impl LocalPlane {
             Arc::new(providers),
             clock,
             config.connect,
+            observers.clone(),
         );
         sandboxes.set_ready_hook(connect.ready_hook());
         Ok(Self {
@@ -201,6 +222,10 @@ impl LocalPlane {
                 signin,
                 oauth,
                 store,
+                live,
+                events: observers.events,
+                metrics: observers.metrics,
+                metrics_config: config.metrics,
             },
             admin_token_path,
             bootstrapped,

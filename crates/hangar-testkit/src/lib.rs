@@ -122,6 +122,8 @@ pub struct TestConfig {
     pub network: Option<hangar_runtime::net::NetworkConfig>,
     /// OAuth settings; the issuer is always set to the plane's own base URL.
     pub oauth: hangar_server::oauth::OAuthConfig,
+    /// Who may read `/metrics`.
+    pub metrics: hangar_server::telemetry::MetricsConfig,
 }
 
 /// A sandbox network of this test's own: bridge `hgt<pid><n>` and a /24 under
@@ -181,6 +183,7 @@ pub struct TestPlane {
     /// The image store of the node.
     pub images: ImageStore,
     server: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
     http: reqwest::Client,
 }
 
@@ -280,6 +283,7 @@ impl TestPlane {
             network,
             signin,
             oauth,
+            metrics,
         } = config;
         let mut sandbox = sandbox;
         if network.is_some() {
@@ -324,6 +328,8 @@ impl TestPlane {
                 issuer: base.clone(),
                 ..oauth
             },
+            metrics,
+            events: Default::default(),
         })
         .await;
         // No TestPlane (and no Drop) if opening failed: remove a half-made network here.
@@ -335,11 +341,19 @@ impl TestPlane {
             .trim()
             .to_owned();
         let app = hangar_server::router(plane.state.clone());
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let live = plane.state.live.clone();
+        // Shut down as `hangar up` does: stop accepting, close the live streams, let
+        // requests in flight finish.
         let server = tokio::spawn(async move {
             let _ = axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
             )
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+                live.close();
+            })
             .await;
         });
         Ok(Self {
@@ -349,10 +363,24 @@ impl TestPlane {
             data,
             images,
             server,
+            stop,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()?,
         })
+    }
+
+    /// Shuts the API down gracefully, as `hangar up` does on SIGTERM: no new connections,
+    /// live streams closed, requests in flight finished. Fails if the server has not
+    /// stopped within `deadline` (an open connection holding it). The plane's services stay
+    /// usable (and [`Self::shutdown`] still cleans up).
+    pub async fn shutdown_api(&mut self, deadline: Duration) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(deadline, &mut self.server)
+            .await
+            .with_context(|| format!("the API did not shut down within {deadline:?}"))?
+            .context("server task")?;
+        Ok(())
     }
 
     /// Adds an image made from the host's busybox to the node.

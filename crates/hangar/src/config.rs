@@ -3,8 +3,9 @@
 //! `readiness_timeout_ms`, `reconcile_interval_s`, `guest_agent`, `store_url`, `images_dir`),
 //! plus the connect settings (`providers_dir`, `browser_image`, `browser_session`,
 //! `sign_in_timeout_min`), a `[network]` table (`default`, `subnet`, `bridge`, `dns`,
-//! `deny`; see [`NetworkSection`]), `public_url` and the sign-in tables `[[signin.oidc]]` and
-//! `[signin.github]` (see [`SigninSection`]).
+//! `deny`; see [`NetworkSection`]), `public_url`, the sign-in tables `[[signin.oidc]]` and
+//! `[signin.github]` (see [`SigninSection`]), and `[metrics]` (`public`; see
+//! [`MetricsSection`]).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -51,6 +52,22 @@ pub struct FileConfig {
     /// Sign-in with GitHub / OpenID Connect.
     #[serde(default)]
     pub signin: SigninSection,
+    /// Who may scrape `GET /metrics`.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// The `[metrics]` table:
+/// ```toml
+/// [metrics]
+/// public = true   # anyone reaching the API may scrape /metrics (default: admin token only)
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve `/metrics` without authentication (for a Prometheus on a private network).
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// The `[signin]` table and its providers. Every key is optional:
@@ -223,6 +240,13 @@ impl FileConfig {
 }
 
 impl FileConfig {
+    /// Who may read `/metrics`.
+    pub fn metrics(&self) -> hangar_server::telemetry::MetricsConfig {
+        hangar_server::telemetry::MetricsConfig {
+            public: self.metrics.public,
+        }
+    }
+
     /// The sign-in settings, over the defaults; `public_url` is the flag's or the file's.
     /// Invalid settings are an error naming them.
     pub fn signin(

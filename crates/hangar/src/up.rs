@@ -77,6 +77,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             issuer: public_url,
             ..Default::default()
         },
+        metrics: file.metrics(),
+        events: Default::default(),
     })
     .await
     .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
@@ -109,6 +111,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         eprintln!("ended {ended} connect session(s) interrupted by the restart");
     }
     let refresher = tokio::spawn(connect.refresh_forever(REFRESH_EVERY));
+    let pruner = tokio::spawn(plane.state.events.clone().prune_forever());
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -132,6 +135,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
 
     // The peer address is the sign-in rate limit's key.
+    let live = plane.state.live.clone();
     let app =
         hangar_server::router(plane.state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -139,6 +143,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(async move {
             let mut rx = stop_rx;
             let _ = rx.wait_for(|stop| *stop).await;
+            // Live streams never end on their own: close them so they do not hold the
+            // graceful shutdown.
+            live.close();
         })
         .into_future());
     tokio::select! {
@@ -153,6 +160,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     reconciler.abort();
     refresher.abort();
+    pruner.abort();
     eprintln!("hangar stopped; sandboxes keep running and are picked up on the next start");
     Ok(())
 }

@@ -520,6 +520,8 @@ async fn a_restart_ends_open_sessions_and_removes_their_browser_sandboxes() -> a
         providers_dir: Some(providers.path().to_owned()),
         signin: Default::default(),
         oauth: Default::default(),
+        metrics: Default::default(),
+        events: Default::default(),
     })
     .await?;
     assert_eq!(again.state.connect.recover().await?, 1);
