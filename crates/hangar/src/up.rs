@@ -31,6 +31,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .init();
     let file = FileConfig::load(args.data.config.as_deref())?;
     let connect = file.connect();
+    let metrics = file.metrics();
     let data_dir = args
         .data
         .data_dir
@@ -77,7 +78,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             issuer: public_url,
             ..Default::default()
         },
-        metrics: file.metrics(),
+        metrics,
         events: Default::default(),
     })
     .await

@@ -1,6 +1,6 @@
 //! Live updates (`GET /api/v1/stream`, server-sent events read with `eventsource-stream`),
 //! the event log (`GET /api/v1/events`) and the Prometheus exposition (`GET /metrics`,
-//! parsed with `prometheus-parse` and a strict line check), against the real plane and real
+//! parsed with a strict line check), against the real plane and real
 //! runc sandboxes.
 
 use std::collections::HashMap;
@@ -343,20 +343,24 @@ async fn the_session_cookie_opens_the_stream_and_shutdown_ends_it() -> anyhow::R
     tp.shutdown().await
 }
 
-/// One parsed exposition: every sample line checked, then parsed by `prometheus-parse`.
+/// One sample of an exposition: name, labels, value.
+type Sample = (String, HashMap<String, String>, f64);
+
+/// One parsed exposition, every line checked strictly against the OpenMetrics text format:
+/// `# HELP` / `# TYPE` / `# UNIT` lines, sample lines `name{label="value",...} value` whose
+/// family has a `# TYPE`, and `# EOF` last. (`prometheus-parse` was tried and splits label
+/// values holding `{`, as route templates do; the format is simple enough to check here.)
 struct Exposition {
     text: String,
-    scrape: prometheus_parse::Scrape,
+    samples: Vec<Sample>,
 }
 
 impl Exposition {
-    /// Checks each line strictly (OpenMetrics text: `# HELP`/`# TYPE`/`# UNIT` lines, sample
-    /// lines `name{labels} value`, `# EOF` last, every sample's family typed), then parses.
     fn parse(text: String) -> anyhow::Result<Self> {
-        let sample = regex::Regex::new(
-            r#"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|\+Inf|NaN)$"#,
-        )?;
+        let sample_re = regex::Regex::new(r#"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$"#)?;
+        let label_re = regex::Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?"#)?;
         let mut typed: Vec<String> = Vec::new();
+        let mut samples = Vec::new();
         let lines: Vec<&str> = text.lines().collect();
         anyhow::ensure!(lines.last() == Some(&"# EOF"), "no # EOF at the end");
         for line in &lines[..lines.len() - 1] {
@@ -367,43 +371,54 @@ impl Exposition {
                     "unknown type in {line}"
                 );
                 typed.push(name.to_owned());
-            } else if line.starts_with("# HELP ") || line.starts_with("# UNIT ") {
-            } else {
-                let caps = sample
-                    .captures(line)
-                    .ok_or_else(|| anyhow::anyhow!("not a sample line: {line:?}"))?;
-                let name = &caps[1];
-                anyhow::ensure!(
-                    typed.iter().any(|t| name.starts_with(t.as_str())),
-                    "sample {name} has no TYPE"
-                );
-                anyhow::ensure!(
-                    name.starts_with("hangar_"),
-                    "{name} lacks the hangar_ prefix"
-                );
+                continue;
             }
+            if line.starts_with("# HELP ") || line.starts_with("# UNIT ") {
+                continue;
+            }
+            let caps = sample_re
+                .captures(line)
+                .ok_or_else(|| anyhow::anyhow!("not a sample line: {line:?}"))?;
+            let name = caps[1].to_owned();
+            anyhow::ensure!(
+                typed.iter().any(|t| name.starts_with(t.as_str())),
+                "sample {name} has no TYPE"
+            );
+            anyhow::ensure!(
+                name.starts_with("hangar_"),
+                "{name} lacks the hangar_ prefix"
+            );
+            let mut labels = HashMap::new();
+            if let Some(inner) = caps.get(2) {
+                let mut covered = 0;
+                for l in label_re.captures_iter(inner.as_str()) {
+                    let whole = l.get(0).map_or(0..0, |m| m.range());
+                    anyhow::ensure!(whole.start == covered, "bad labels in {line:?}");
+                    covered = whole.end;
+                    labels.insert(l[1].to_owned(), l[2].to_owned());
+                }
+                anyhow::ensure!(covered == inner.as_str().len(), "bad labels in {line:?}");
+            }
+            let value: f64 = caps[3]
+                .parse()
+                .map_err(|e| anyhow::anyhow!("bad value in {line:?}: {e}"))?;
+            samples.push((name, labels, value));
         }
-        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))?;
-        Ok(Self { text, scrape })
+        Ok(Self { text, samples })
     }
 
     /// The value of the sample `metric` whose labels include `labels` (`None`: no such
-    /// series). Histograms answer their `_count`.
+    /// series). For a histogram, pass `NAME_count`.
     fn value(&self, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.scrape
-            .samples
+        self.samples
             .iter()
-            .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .map(|s| match &s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => *v,
-                prometheus_parse::Value::Histogram(buckets) => buckets
-                    .iter()
-                    .find(|b| b.less_than.is_infinite())
-                    .map_or(0.0, |b| b.count),
-                prometheus_parse::Value::Summary(_) => f64::NAN,
+            .find(|(name, have, _)| {
+                name == metric
+                    && labels
+                        .iter()
+                        .all(|(k, v)| have.get(*k).map(String::as_str) == Some(*v))
             })
+            .map(|(_, _, v)| *v)
     }
 }
 
@@ -461,7 +476,7 @@ async fn metrics_count_requests_boots_failures_and_the_pool() -> anyhow::Result<
     // Requests by route template: the sandbox id never becomes a label value.
     let gets = m
         .value(
-            "hangar_http_request_duration_seconds",
+            "hangar_http_request_duration_seconds_count",
             &[
                 ("route", "/api/v1/sandboxes/{id}"),
                 ("method", "GET"),
@@ -472,14 +487,14 @@ async fn metrics_count_requests_boots_failures_and_the_pool() -> anyhow::Result<
     assert!(gets >= 3.0, "GET /api/v1/sandboxes/{{id}} counted {gets}");
     assert_eq!(
         m.value(
-            "hangar_http_request_duration_seconds",
+            "hangar_http_request_duration_seconds_count",
             &[("route", "unmatched"), ("status", "404")]
         ),
         Some(1.0)
     );
     assert!(
         m.value(
-            "hangar_http_request_duration_seconds",
+            "hangar_http_request_duration_seconds_count",
             &[
                 ("route", "/api/v1/sandboxes"),
                 ("method", "POST"),
@@ -497,7 +512,7 @@ async fn metrics_count_requests_boots_failures_and_the_pool() -> anyhow::Result<
     );
     // Boots and failures.
     assert_eq!(
-        m.value("hangar_sandbox_create_to_ready_seconds", &[]),
+        m.value("hangar_sandbox_create_to_ready_seconds_count", &[]),
         Some(1.0)
     );
     assert_eq!(
@@ -541,7 +556,7 @@ async fn metrics_count_requests_boots_failures_and_the_pool() -> anyhow::Result<
     assert!(
         again
             .value(
-                "hangar_http_request_duration_seconds",
+                "hangar_http_request_duration_seconds_count",
                 &[("route", "/metrics"), ("status", "200")]
             )
             .is_some_and(|n| n >= 1.0),
