@@ -85,6 +85,10 @@ typed_id!(
     /// Identifies one OAuth grant: a person's consent to a client (a "linked app").
     GrantId
 );
+typed_id!(
+    /// Identifies one recorded [`crate::Event`] (v7: sorts by when it was recorded).
+    EventId
+);
 
 #[cfg(test)]
 mod tests {

@@ -56,6 +56,10 @@ pub struct LocalConfig {
     pub oauth: crate::oauth::OAuthConfig,
     /// Health: collector interval, node silence, history retention.
     pub metrics: crate::metrics::MetricsConfig,
+    /// Who may read `/metrics` (Prometheus).
+    pub telemetry: crate::telemetry::MetricsConfig,
+    /// How many events are kept and for how long.
+    pub events: crate::events::EventsConfig,
 }
 
 /// Errors while assembling.
@@ -176,15 +180,32 @@ impl LocalPlane {
             })
             .await?;
         let node = Arc::new(Node::new(node_id, node_name, driver, images));
+        let live = crate::live::LiveBus::new();
+        let observers = crate::telemetry::Observers {
+            live: live.clone(),
+            events: crate::events::EventService::new(
+                store.clone(),
+                Arc::clone(&clock),
+                live.clone(),
+                config.events,
+            ),
+            metrics: crate::telemetry::Metrics::new(),
+        };
         let metrics = crate::metrics::MetricsService::new(
             store.clone(),
             Arc::clone(&clock),
             config.metrics.clone(),
             Arc::clone(&node),
             data.clone(),
+            observers.clone(),
         )?;
-        let sandboxes =
-            SandboxService::new(store.clone(), node, Arc::clone(&clock), config.sandbox);
+        let sandboxes = SandboxService::new(
+            store.clone(),
+            node,
+            Arc::clone(&clock),
+            config.sandbox,
+            observers.clone(),
+        );
         let mut providers = hangar_connect::builtin()?;
         if let Some(dir) = &config.providers_dir {
             providers = providers.merged(hangar_connect::load_dir(dir)?);
@@ -203,6 +224,7 @@ impl LocalPlane {
             Arc::new(providers),
             clock,
             config.connect,
+            observers.clone(),
         );
         sandboxes.set_ready_hook(connect.ready_hook());
         Ok(Self {
@@ -214,6 +236,10 @@ impl LocalPlane {
                 oauth,
                 metrics,
                 store,
+                live,
+                events: observers.events,
+                telemetry: observers.metrics,
+                telemetry_config: config.telemetry,
             },
             admin_token_path,
             bootstrapped,

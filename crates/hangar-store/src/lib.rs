@@ -26,6 +26,7 @@ mod codec;
 mod connect;
 mod credentials;
 mod error;
+mod events;
 mod metrics;
 mod nodes;
 mod oauth;
@@ -46,6 +47,7 @@ use sqlx::{AnyPool, Connection, Executor};
 pub use connect::{ConnectChange, ConnectSessionRepo};
 pub use credentials::{CredentialRecord, CredentialRepo, NewCredential, NewSeal, StatusCheck};
 pub use error::StoreError;
+pub use events::{EventCursor, EventRepo};
 pub use metrics::{MaintenanceReport, MetricsRepo};
 pub use nodes::{NodeRecord, NodeRepo};
 pub use oauth::{
@@ -114,6 +116,17 @@ impl Default for StoreOptions {
             migrate_timeout: Duration::from_secs(60),
         }
     }
+}
+
+/// A connection pool's figures at one moment ([`Store::pool_stats`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open (idle plus in use).
+    pub open: u32,
+    /// Of those, idle in the pool.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
 }
 
 /// The store: a connection pool over SQLite or PostgreSQL, migrated to the current schema.
@@ -241,6 +254,22 @@ impl Store {
     /// Sandbox records and their compare-and-set lifecycle changes.
     pub fn sandboxes(&self) -> SandboxRepo<'_> {
         SandboxRepo::new(&self.pool)
+    }
+
+    /// Operational events (bounded by [`EventRepo::prune`]).
+    pub fn events(&self) -> EventRepo<'_> {
+        EventRepo::new(&self.pool)
+    }
+
+    /// The connection pool's figures right now, for monitoring (`GET /metrics`). No I/O.
+    pub fn pool_stats(&self) -> PoolStats {
+        let open = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        PoolStats {
+            open,
+            idle: idle.min(open),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     /// Nodes and their heartbeats.

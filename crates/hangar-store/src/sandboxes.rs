@@ -211,6 +211,23 @@ impl<'a> SandboxRepo<'a> {
             .collect()
     }
 
+    /// How many sandboxes are in each state, over all owners and nodes (for monitoring).
+    /// States with none are left out.
+    pub async fn count_by_state(&self) -> Result<Vec<(SandboxState, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM sandboxes GROUP BY state ORDER BY state")
+                .fetch_all(self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(state, n)| {
+                Ok((
+                    parse("sandboxes.state", &state)?,
+                    u64::try_from(n).map_err(|err| StoreError::corrupt("sandboxes count", err))?,
+                ))
+            })
+            .collect()
+    }
+
     /// Every sandbox placed on `node`, in all states, oldest first (for the reconciler).
     pub async fn list_on_node(&self, node: NodeId) -> Result<Vec<Sandbox>, StoreError> {
         let rows = sqlx::query(&format!(

@@ -128,6 +128,8 @@ pub struct TestConfig {
     /// Health settings. No collector or maintenance loop runs unless the test starts one
     /// (`plane.state.metrics.clone().collect_forever(...)`).
     pub metrics: hangar_server::metrics::MetricsConfig,
+    /// Who may read `/metrics` (Prometheus).
+    pub telemetry: hangar_server::telemetry::MetricsConfig,
 }
 
 /// A sandbox network of this test's own: bridge `hgt<pid><n>` and a /24 under
@@ -187,6 +189,7 @@ pub struct TestPlane {
     /// The image store of the node.
     pub images: ImageStore,
     server: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
     http: reqwest::Client,
 }
 
@@ -287,6 +290,7 @@ impl TestPlane {
             signin,
             oauth,
             store_url,
+            telemetry,
             metrics,
         } = config;
         let mut sandbox = sandbox;
@@ -333,6 +337,8 @@ impl TestPlane {
                 issuer: base.clone(),
                 ..oauth
             },
+            telemetry,
+            events: Default::default(),
         })
         .await;
         // No TestPlane (and no Drop) if opening failed: remove a half-made network here.
@@ -344,11 +350,19 @@ impl TestPlane {
             .trim()
             .to_owned();
         let app = hangar_server::router(plane.state.clone());
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let live = plane.state.live.clone();
+        // Shut down as `hangar up` does: stop accepting, close the live streams, let
+        // requests in flight finish.
         let server = tokio::spawn(async move {
             let _ = axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
             )
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+                live.close();
+            })
             .await;
         });
         Ok(Self {
@@ -358,10 +372,24 @@ impl TestPlane {
             data,
             images,
             server,
+            stop,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()?,
         })
+    }
+
+    /// Shuts the API down gracefully, as `hangar up` does on SIGTERM: no new connections,
+    /// live streams closed, requests in flight finished. Fails if the server has not
+    /// stopped within `deadline` (an open connection holding it). The plane's services stay
+    /// usable (and [`Self::shutdown`] still cleans up).
+    pub async fn shutdown_api(&mut self, deadline: Duration) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(deadline, &mut self.server)
+            .await
+            .with_context(|| format!("the API did not shut down within {deadline:?}"))?
+            .context("server task")?;
+        Ok(())
     }
 
     /// Adds an image made from the host's busybox to the node.

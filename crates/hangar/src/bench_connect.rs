@@ -87,6 +87,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         providers_dir: Some(providers),
         signin: Default::default(),
         oauth: Default::default(),
+        telemetry: Default::default(),
+        events: Default::default(),
     })
     .await?;
     let (api, server) = serve_on_loopback(&plane).await?;

@@ -4,8 +4,8 @@
 //! plus the connect settings (`providers_dir`, `browser_image`, `browser_session`,
 //! `sign_in_timeout_min`), a `[network]` table (`default`, `subnet`, `bridge`, `dns`,
 //! `deny`; see [`NetworkSection`]), `public_url`, the sign-in tables `[[signin.oidc]]` and
-//! `[signin.github]` (see [`SigninSection`]), `[metrics]` ([`MetricsSection`]) and `[nodes]`
-//! ([`NodesSection`]).
+//! `[signin.github]` (see [`SigninSection`]), `[metrics]` ([`MetricsSection`]: sampling,
+//! history and who may scrape `/metrics`) and `[nodes]` ([`NodesSection`]).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -52,7 +52,7 @@ pub struct FileConfig {
     /// Sign-in with GitHub / OpenID Connect.
     #[serde(default)]
     pub signin: SigninSection,
-    /// Health figures and their history.
+    /// Health figures, their history, and who may scrape `GET /metrics`.
     #[serde(default)]
     pub metrics: MetricsSection,
     /// Node health.
@@ -68,6 +68,7 @@ pub struct FileConfig {
 /// keep_raw_h = 1           # raw samples are kept 1 hour,
 /// keep_minute_h = 24       # 1-minute aggregates 1 day,
 /// keep_ten_minutes_d = 30  # 10-minute aggregates 30 days
+/// public = true            # anyone reaching the API may scrape /metrics (default: admin token only)
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +83,9 @@ pub struct MetricsSection {
     pub keep_minute_h: Option<u64>,
     /// Days 10-minute aggregates are kept (default 30).
     pub keep_ten_minutes_d: Option<u64>,
+    /// Serve `/metrics` without authentication (for a Prometheus on a private network).
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// The `[nodes]` table:
@@ -291,6 +295,13 @@ impl FileConfig {
             config.unreachable_after = Duration::from_secs(s.max(1));
         }
         config
+    }
+
+    /// Who may read `/metrics` (`[metrics] public`).
+    pub fn telemetry(&self) -> hangar_server::telemetry::MetricsConfig {
+        hangar_server::telemetry::MetricsConfig {
+            public: self.metrics.public,
+        }
     }
 }
 

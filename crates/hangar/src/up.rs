@@ -32,6 +32,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(args.data.config.as_deref())?;
     let connect = file.connect();
     let metrics_config = file.metrics();
+    let telemetry = file.telemetry();
     let data_dir = args
         .data
         .data_dir
@@ -79,6 +80,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             issuer: public_url,
             ..Default::default()
         },
+        telemetry,
+        events: Default::default(),
     })
     .await
     .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
@@ -118,6 +121,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .clone()
             .maintain_forever(metrics.config().maintain_every),
     );
+    let pruner = tokio::spawn(plane.state.events.clone().prune_forever());
+    let node_watch = tokio::spawn(
+        metrics
+            .clone()
+            .watch_nodes_forever(metrics.config().interval),
+    );
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -141,6 +150,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
 
     // The peer address is the sign-in rate limit's key.
+    let live = plane.state.live.clone();
     let app =
         hangar_server::router(plane.state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -148,6 +158,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(async move {
             let mut rx = stop_rx;
             let _ = rx.wait_for(|stop| *stop).await;
+            // Live streams never end on their own: close them so they do not hold the
+            // graceful shutdown.
+            live.close();
         })
         .into_future());
     tokio::select! {
@@ -164,6 +177,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     refresher.abort();
     collector.abort();
     maintainer.abort();
+    pruner.abort();
+    node_watch.abort();
     eprintln!("hangar stopped; sandboxes keep running and are picked up on the next start");
     Ok(())
 }

@@ -17,6 +17,8 @@ struct Up {
     child: Child,
     base: String,
     token: String,
+    /// Its standard error, line by line, after the start-up lines.
+    stderr: std::sync::mpsc::Receiver<String>,
 }
 
 impl Up {
@@ -90,18 +92,33 @@ impl Up {
         let token = std::fs::read_to_string(data.join("admin-token"))?
             .trim()
             .to_owned();
-        Ok(Self { child, base, token })
+        Ok(Self {
+            child,
+            base,
+            token,
+            stderr: rx,
+        })
     }
 
     /// SIGTERM, then wait for the exit (deadline 15 s).
-    fn stop(mut self) -> anyhow::Result<()> {
+    fn stop(self) -> anyhow::Result<()> {
+        self.stop_and_log().map(|_| ())
+    }
+
+    /// [`Up::stop`], returning what it wrote to standard error after starting.
+    fn stop_and_log(mut self) -> anyhow::Result<Vec<String>> {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id())?);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait()? {
                 anyhow::ensure!(status.success(), "hangar up exited with {status}");
-                return Ok(());
+                // The pipe is closed: the reader thread ends after the last line.
+                let mut lines = Vec::new();
+                while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+                    lines.push(line);
+                }
+                return Ok(lines);
             }
             anyhow::ensure!(Instant::now() < deadline, "hangar up did not stop");
             std::thread::sleep(Duration::from_millis(20));
@@ -456,4 +473,41 @@ async fn hangar_connect_walks_a_person_through_a_device_code() -> anyhow::Result
     assert_eq!(list[0]["provider"], "gemini_cli", "{list}");
     cleanup(&up)?;
     up.stop()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ends_open_live_streams_and_public_metrics_need_no_token() -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let data = prepare_data()?;
+    let config = data.path().join("metrics.toml");
+    std::fs::write(&config, "[metrics]\npublic = true\n")?;
+    let up = Up::start_with(data.path(), Some(&config))?;
+    let http = reqwest::Client::new();
+    // `[metrics] public = true`: no token needed.
+    let resp = http.get(format!("{}/metrics", up.base)).send().await?;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await?.contains("hangar_build_info"));
+
+    let stream = http
+        .get(format!("{}/api/v1/stream", up.base))
+        .bearer_auth(&up.token)
+        .send()
+        .await?;
+    assert_eq!(stream.status(), 200);
+    let reader = tokio::spawn(async move {
+        let mut body = stream.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            chunk?;
+        }
+        anyhow::Ok(())
+    });
+    let log = tokio::task::spawn_blocking(move || up.stop_and_log()).await??;
+    // The stream ended as a complete response, not cut off when the process exited, and
+    // the graceful shutdown did not have to give up on it.
+    tokio::time::timeout(Duration::from_secs(5), reader).await???;
+    assert!(
+        !log.iter().any(|l| l.contains("still open")),
+        "an open stream held the shutdown: {log:?}"
+    );
+    Ok(())
 }

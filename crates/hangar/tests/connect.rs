@@ -155,6 +155,28 @@ async fn device_code_login_is_captured_sealed_delivered_and_checked() -> anyhow:
         .await?;
     assert_eq!(sb["state"], "destroyed", "{sb}");
     assert_eq!(session(&tp, &alice, &id).await?["state"], "completed");
+    // Its outcome is recorded once, as an event for admins.
+    let (status, events) = tp
+        .request(Method::GET, "/api/v1/events", Some(&tp.admin_token), None)
+        .await?;
+    assert_eq!(status, 200, "{events}");
+    let outcomes: Vec<&Value> = events
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| e["connect_session_id"] == id.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(outcomes.len(), 1, "{events}");
+    assert_eq!(outcomes[0]["kind"], "connect_session");
+    assert_eq!(outcomes[0]["severity"], "info");
+    assert!(
+        outcomes[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("completed")),
+        "{events}"
+    );
 
     // Delivered into the sandbox that was already running, with the provider's mode.
     let (_, out) = cat(&tp, &alice, &before, "/home/hangar/.fake/creds.json").await?;
@@ -521,6 +543,8 @@ async fn a_restart_ends_open_sessions_and_removes_their_browser_sandboxes() -> a
         providers_dir: Some(providers.path().to_owned()),
         signin: Default::default(),
         oauth: Default::default(),
+        telemetry: Default::default(),
+        events: Default::default(),
     })
     .await?;
     assert_eq!(again.state.connect.recover().await?, 1);

@@ -417,6 +417,25 @@ async fn reconciler_marks_vanished_and_removes_orphans() -> anyhow::Result<()> {
             .contains("vanished"),
         "{v}"
     );
+    // Both are in the event log: the lost sandbox, and each orphan removed.
+    let (status, events) = tp
+        .request(Method::GET, "/api/v1/events", Some(&t), None)
+        .await?;
+    assert_eq!(status, 200, "{events}");
+    let events = events.as_array().cloned().unwrap_or_default();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "sandbox_vanished" && e["sandbox_id"] == id.as_str()),
+        "{events:?}"
+    );
+    for name in ["stray", orphan_id.as_str()] {
+        assert!(
+            events.iter().any(|e| e["kind"] == "reconciler_action"
+                && e["message"].as_str().is_some_and(|m| m.contains(name))),
+            "{name}: {events:?}"
+        );
+    }
     let list = std::process::Command::new("runc")
         .arg("--root")
         .arg(&runc_root)

@@ -284,10 +284,36 @@ async fn a_silent_node_becomes_unreachable_and_recovers() -> anyhow::Result<()> 
         )
     };
 
+    // The node watcher records each state change once, in the event log.
+    let metrics = tp.plane.state.metrics.clone();
+    let mut seen = std::collections::HashMap::new();
+    let events_of_node = || async {
+        let (status, events) = tp
+            .request(Method::GET, "/api/v1/events", Some(&tp.admin_token), None)
+            .await?;
+        anyhow::ensure!(status == 200, "events answered {status}");
+        Ok::<_, anyhow::Error>(
+            events
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter(|e| e["node_id"] == remote.as_str())
+                        .map(|e| e["kind"].as_str().unwrap_or_default().to_owned())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+        )
+    };
+
     let (status, body) = send().await?;
     assert_eq!(status, 204, "{body}");
     let node = state().await?;
     assert_eq!(node["state"], "ready", "{node}");
+    metrics.watch_nodes_once(&mut seen).await?;
+    assert!(
+        events_of_node().await?.is_empty(),
+        "a new node is no change"
+    );
     assert_eq!(node["name"], "remote-1");
     assert_eq!(node["address"], "10.0.0.9:7000");
     assert_eq!(node["latest"]["cpu_percent"], 12.5);
@@ -298,10 +324,19 @@ async fn a_silent_node_becomes_unreachable_and_recovers() -> anyhow::Result<()> 
         Ok((state().await?["state"] == "unreachable").then_some(()))
     })
     .await?;
+    metrics.watch_nodes_once(&mut seen).await?;
+    metrics.watch_nodes_once(&mut seen).await?;
+    assert_eq!(events_of_node().await?, ["node_unreachable"]);
     // It comes back.
     let (status, _) = send().await?;
     assert_eq!(status, 204);
     assert_eq!(state().await?["state"], "ready");
+    metrics.watch_nodes_once(&mut seen).await?;
+    assert_eq!(
+        events_of_node().await?,
+        ["node_recovered", "node_unreachable"],
+        "newest first, one event per change"
+    );
 
     // Only admins send heartbeats; bad bodies change nothing.
     let user = tp.new_user("not-an-agent").await?;

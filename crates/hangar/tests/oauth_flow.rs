@@ -598,6 +598,8 @@ async fn codes_and_tokens_survive_a_restart() -> anyhow::Result<()> {
             issuer: base.clone(),
             ..Default::default()
         },
+        telemetry: Default::default(),
+        events: Default::default(),
     })
     .await?;
     let app2 = hangar_server::router(again.state.clone());

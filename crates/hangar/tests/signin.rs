@@ -829,6 +829,8 @@ async fn token_form_secure_cookies_csrf_and_rate_limit() -> anyhow::Result<()> {
         providers_dir: None,
         signin: tp.plane.state.signin.config().clone(),
         oauth: tp.plane.state.oauth.config().clone(),
+        telemetry: Default::default(),
+        events: Default::default(),
     })
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

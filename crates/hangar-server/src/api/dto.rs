@@ -621,6 +621,49 @@ impl From<crate::metrics::NodeStatus> for NodeView {
     }
 }
 
+/// An operational event as `GET /api/v1/events` and the `event` stream event show it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    /// Its id (UUID v7); pass it as `before` to page on.
+    pub id: hangar_core::EventId,
+    /// When it happened.
+    pub at: Timestamp,
+    /// What happened: `sandbox_failed`, `sandbox_vanished`, `reconciler_action`,
+    /// `connect_session`, `node_unreachable`, `node_recovered`.
+    pub kind: hangar_core::EventKind,
+    /// `info`, `warning` or `error`.
+    pub severity: hangar_core::Severity,
+    /// One line for people.
+    pub message: String,
+    /// The sandbox concerned.
+    pub sandbox_id: Option<SandboxId>,
+    /// The node concerned.
+    pub node_id: Option<NodeId>,
+    /// The user concerned.
+    pub user_id: Option<UserId>,
+    /// The connect session concerned.
+    pub connect_session_id: Option<ConnectSessionId>,
+    /// For sandbox failures, the boot stage reached.
+    pub stage: Option<hangar_core::BootStage>,
+}
+
+impl From<&hangar_core::Event> for EventView {
+    fn from(e: &hangar_core::Event) -> Self {
+        Self {
+            id: e.id,
+            at: e.at,
+            kind: e.kind,
+            severity: e.severity,
+            message: e.message.clone(),
+            sandbox_id: e.sandbox_id,
+            node_id: e.node_id,
+            user_id: e.user_id,
+            connect_session_id: e.connect_session_id,
+            stage: e.stage,
+        }
+    }
+}
+
 /// One entry of `GET /api/v1/nodes/{id}/sandboxes`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NodeSandboxView {
@@ -720,4 +763,43 @@ impl From<HeartbeatRequest> for hangar_core::Heartbeat {
                 .collect(),
         }
     }
+}
+
+/// `GET /api/v1/events` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Most events to return, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// Page on: only events older than this one (an event `id`), or than this time
+    /// (RFC 3339).
+    pub before: Option<String>,
+}
+
+/// Data of the `node_sample` stream event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeSampleEvent {
+    /// The node.
+    pub node_id: NodeId,
+    /// Its latest `NodeSample`.
+    #[schema(value_type = Object)]
+    pub sample: serde_json::Value,
+}
+
+/// Data of the `sandbox_sample` stream event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SandboxSampleEvent {
+    /// The sandbox.
+    pub sandbox_id: SandboxId,
+    /// Its latest `SandboxSample`.
+    #[schema(value_type = Object)]
+    pub sample: serde_json::Value,
+}
+
+/// Data of the `resync` stream event: the stream fell behind and lost messages; refetch
+/// what is shown (`GET /api/v1/sandboxes`, `/api/v1/events`) and keep reading.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResyncEvent {
+    /// How many messages were lost.
+    pub missed: u64,
 }

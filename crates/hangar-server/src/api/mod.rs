@@ -1,5 +1,6 @@
 //! The HTTP API: `/api/v1/...` JSON routes, their OpenAPI document (generated from the
-//! handlers with utoipa, served at `/api/v1/openapi.json`), `/healthz` and `/readyz`.
+//! handlers with utoipa, served at `/api/v1/openapi.json`), `/healthz`, `/readyz`, the live
+//! stream (`/api/v1/stream`, server-sent events) and `/metrics` (Prometheus).
 //!
 //! Handlers extract, call one service operation, and map errors with `?` into
 //! [`crate::error::ApiError`] (problem+json). Only this module knows the wire format: domain
@@ -9,8 +10,11 @@ pub mod accounts;
 pub mod auth;
 pub mod connect;
 pub mod dto;
+pub mod events;
 pub mod health;
 pub mod json;
+pub mod live;
+pub mod metrics;
 pub mod nodes;
 pub mod oauth;
 pub mod oauth_clients;
@@ -48,6 +52,14 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::MetricsService>,
     /// The store, for readiness checks.
     pub store: hangar_store::Store,
+    /// The live bus behind `/api/v1/stream` (node heartbeats publish samples here).
+    pub live: crate::live::LiveBus,
+    /// The event log behind `/api/v1/events`.
+    pub events: Arc<crate::events::EventService>,
+    /// The Prometheus metrics behind `/metrics`.
+    pub telemetry: Arc<crate::telemetry::Metrics>,
+    /// Who may read `/metrics`.
+    pub telemetry_config: crate::telemetry::MetricsConfig,
 }
 
 #[derive(OpenApi)]
@@ -121,6 +133,9 @@ pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(nodes::sandbox_metrics))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(events::list))
+        .routes(routes!(live::stream))
         .split_for_parts()
 }
 
@@ -153,6 +168,10 @@ pub fn router(state: AppState) -> Router {
             "this route does not take that method",
         )
     })
+    .layer(axum::middleware::from_fn_with_state(
+        Arc::clone(&state.telemetry),
+        crate::telemetry::track_http,
+    ))
     .layer(tower_http::trace::TraceLayer::new_for_http())
     .with_state(state)
 }

@@ -76,13 +76,16 @@ impl ConnectService {
             failure,
             ..ConnectChange::default()
         };
-        if let Err(e) = self
+        match self
             .store
             .connect_sessions()
             .transition(session.id, session.state, to, change, self.clock.now())
             .await
         {
-            tracing::debug!(session = %session.id, error = %e, "connect outcome not recorded");
+            Ok(ended) => self.ended(&ended).await,
+            Err(e) => {
+                tracing::debug!(session = %session.id, error = %e, "connect outcome not recorded")
+            }
         }
     }
 
@@ -482,7 +485,8 @@ impl ConnectService {
             .vault
             .seal(owner.user, &spec.id, version, &files)
             .map_err(|e| format!("sealing: {e}"))?;
-        self.store
+        let completed = self
+            .store
             .complete_connect(
                 session.id,
                 ConnectState::Capturing,
@@ -498,8 +502,9 @@ impl ConnectService {
                 self.clock.now(),
             )
             .await
-            .map(|_| ())
-            .map_err(|e| format!("storing the credential: {e}"))
+            .map_err(|e| format!("storing the credential: {e}"))?;
+        self.ended(&completed.0).await;
+        Ok(())
     }
 }
 

@@ -83,6 +83,8 @@ pub struct ConnectService {
     pub(super) http: reqwest::Client,
     /// Browser sandboxes of open sessions, known before the session records them.
     pub(super) browser: Mutex<HashMap<ConnectSessionId, hangar_core::SandboxId>>,
+    /// Where session outcomes are recorded (events) and counted (metrics).
+    observers: crate::telemetry::Observers,
 }
 
 impl ConnectService {
@@ -94,6 +96,7 @@ impl ConnectService {
         providers: Arc<ProviderRegistry>,
         clock: Arc<dyn Clock>,
         config: ConnectConfig,
+        observers: crate::telemetry::Observers,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -105,6 +108,7 @@ impl ConnectService {
             tasks: Mutex::new(HashMap::new()),
             inputs: Mutex::new(HashMap::new()),
             browser: Mutex::new(HashMap::new()),
+            observers,
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .build()
@@ -316,6 +320,7 @@ impl ConnectService {
                 },
                 other => other.into(),
             })?;
+        self.ended(&cancelled).await;
         if let Some(task) = self
             .tasks
             .lock()
@@ -363,6 +368,7 @@ impl ConnectService {
                 .transition(session.id, session.state, to, change, now)
                 .await
             {
+                self.ended(&ended_session).await;
                 let owner = Principal::with_all_scopes(ended_session.owner, String::new(), false);
                 self.finish(&owner, &ended_session).await;
                 ended += 1;
@@ -398,6 +404,16 @@ impl ConnectService {
         }
         self.remove_from_sandboxes(principal.user, &spec).await;
         Ok(())
+    }
+
+    /// Records a session that this service just moved to a terminal state (called once per
+    /// session, right after the compare-and-set that ended it): counted by provider and
+    /// outcome, and recorded as a `connect_session` event.
+    pub(super) async fn ended(&self, session: &ConnectSession) {
+        self.observers
+            .metrics
+            .connect_session_ended(session.provider.as_str(), session.state);
+        self.observers.events.connect_session_ended(session).await;
     }
 
     /// Drops the session's input channel and destroys its browser sandbox (planned teardown).

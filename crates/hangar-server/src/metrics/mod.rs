@@ -6,16 +6,17 @@
 //! [`MetricsService::node_history`], [`MetricsService::sandbox_history`], and the periodic
 //! [`MetricsService::maintain_once`] (downsampling + retention).
 //!
-//! Hooks for live views: [`MetricsService::subscribe`] yields every recorded heartbeat's
-//! samples; [`MetricsService::node_states`] gives every node with its state now (a watcher
-//! comparing successive answers sees `ready -> unreachable` and back).
+//! Live views: every recorded heartbeat publishes its node sample (admins) and each sandbox's
+//! sample (its owner and admins) on the live bus behind `GET /api/v1/stream`;
+//! [`MetricsService::watch_nodes_forever`] compares successive [`MetricsService::node_states`]
+//! and records `node_unreachable` / `node_recovered` events once per change.
 //!
 //! **Rule:** a node is `unreachable` when its last heartbeat (the control plane's receive
 //! time) is older than `unreachable_after` ([`hangar_core::NodeState::of`]).
 
 pub mod history;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,6 @@ use hangar_core::{
 };
 use hangar_identity::{Principal, Scope};
 use hangar_store::{NodeRecord, Store, StoreError};
-use tokio::sync::broadcast;
 
 use crate::accounts::{require_admin, AccountError};
 use crate::clock::Clock;
@@ -108,17 +108,6 @@ pub struct SandboxStatus {
     pub healthy: bool,
 }
 
-/// What each recorded heartbeat publishes to [`MetricsService::subscribe`]rs.
-#[derive(Clone, Debug)]
-pub struct SamplesRecorded {
-    /// The node.
-    pub node_id: NodeId,
-    /// Its sample.
-    pub node: NodeSample,
-    /// Its sandboxes' samples (only sandboxes the store places on that node).
-    pub sandboxes: Vec<(SandboxId, SandboxSample)>,
-}
-
 /// The health service. See the module doc.
 #[derive(Debug)]
 pub struct MetricsService {
@@ -127,42 +116,38 @@ pub struct MetricsService {
     config: MetricsConfig,
     node: Arc<Node>,
     collector: Collector,
-    recorded: broadcast::Sender<SamplesRecorded>,
+    observers: crate::telemetry::Observers,
 }
 
 impl MetricsService {
-    /// The service for the local `node`, whose data directory is `data_dir`. Errors:
-    /// [`MetricsError::Collect`] if the cgroup mounts cannot be read.
+    /// The service for the local `node`, whose data directory is `data_dir`; samples are
+    /// published on `observers.live` and node state changes recorded in `observers.events`.
+    /// Errors: [`MetricsError::Collect`] if the cgroup mounts cannot be read.
     pub fn new(
         store: Store,
         clock: Arc<dyn Clock>,
         config: MetricsConfig,
         node: Arc<Node>,
         data_dir: std::path::PathBuf,
+        observers: crate::telemetry::Observers,
     ) -> Result<Arc<Self>, MetricsError> {
         let collector = Collector::new(CollectorConfig {
             data_dir,
             disk_refresh: config.disk_refresh,
         })?;
-        let (recorded, _) = broadcast::channel(64);
         Ok(Arc::new(Self {
             store,
             clock,
             config,
             node,
             collector,
-            recorded,
+            observers,
         }))
     }
 
     /// The settings.
     pub fn config(&self) -> &MetricsConfig {
         &self.config
-    }
-
-    /// Every heartbeat recorded from now on (a lagging receiver skips the oldest).
-    pub fn subscribe(&self) -> broadcast::Receiver<SamplesRecorded> {
-        self.recorded.subscribe()
     }
 
     /// `POST /api/v1/nodes/{id}/heartbeat`: an admin (a remote agent's token) reports for
@@ -198,21 +183,22 @@ impl MetricsService {
             .get(node_id)
             .await?
             .map_or(now, |n| n.created_at);
-        let placed: HashSet<SandboxId> = if heartbeat.sandboxes.is_empty() {
-            HashSet::new()
+        // Owners of the sandboxes the store places on this node.
+        let placed: HashMap<SandboxId, hangar_core::UserId> = if heartbeat.sandboxes.is_empty() {
+            HashMap::new()
         } else {
             self.store
                 .sandboxes()
                 .list_on_node(node_id)
                 .await?
                 .into_iter()
-                .map(|s| s.id)
+                .map(|s| (s.id, s.owner))
                 .collect()
         };
         let sandboxes: Vec<_> = heartbeat
             .sandboxes
             .into_iter()
-            .filter(|(id, _)| placed.contains(id))
+            .filter(|(id, _)| placed.contains_key(id))
             .collect();
         let record = NodeRecord {
             id: node_id,
@@ -226,12 +212,13 @@ impl MetricsService {
             .metrics()
             .record_heartbeat(&record, &heartbeat.node, &sandboxes)
             .await?;
-        // Nobody listening is fine.
-        let _ = self.recorded.send(SamplesRecorded {
-            node_id,
-            node: heartbeat.node,
-            sandboxes,
-        });
+        let live = &self.observers.live;
+        live.publish_node_sample(node_id, &heartbeat.node);
+        for (id, sample) in &sandboxes {
+            if let Some(owner) = placed.get(id) {
+                live.publish_sandbox_sample(*id, *owner, sample);
+            }
+        }
         Ok(())
     }
 
@@ -293,7 +280,47 @@ impl MetricsService {
         }
     }
 
-    /// Every node and its state now (the hook for state-change events).
+    /// Compares every node's state now with `previous` (updated in place) and records a
+    /// `node_unreachable` or `node_recovered` event for each change. A node seen for the
+    /// first time records nothing.
+    pub async fn watch_nodes_once(
+        &self,
+        previous: &mut HashMap<NodeId, NodeState>,
+    ) -> Result<(), MetricsError> {
+        for (node, state) in self.node_states().await? {
+            match (previous.insert(node.id, state), state) {
+                (Some(NodeState::Ready), NodeState::Unreachable) => {
+                    self.observers
+                        .events
+                        .node_unreachable(node.id, &node.name, self.config.unreachable_after)
+                        .await;
+                }
+                (Some(NodeState::Unreachable), NodeState::Ready) => {
+                    self.observers
+                        .events
+                        .node_recovered(node.id, &node.name)
+                        .await;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs [`Self::watch_nodes_once`] every `every` until the task is dropped.
+    pub async fn watch_nodes_forever(self: Arc<Self>, every: Duration) {
+        let mut previous = HashMap::new();
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(err) = self.watch_nodes_once(&mut previous).await {
+                tracing::warn!(error = %crate::error::chain(&err), "node watch failed");
+            }
+        }
+    }
+
+    /// Every node and its state now.
     pub async fn node_states(&self) -> Result<Vec<(NodeRecord, NodeState)>, MetricsError> {
         let now = self.clock.now();
         Ok(self

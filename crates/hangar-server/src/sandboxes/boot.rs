@@ -48,13 +48,16 @@ impl SandboxService {
             while let Some(stage) = rx.recv().await {
                 let now = self.clock.now();
                 let event = BootEvent { stage, at: now };
-                if let Err(e) = self
+                match self
                     .store
                     .sandboxes()
                     .record_boot_event(id, from, event, now)
                     .await
                 {
-                    tracing::debug!(sandbox = %id, error = %e, "boot stage not recorded");
+                    Ok(sandbox) => {
+                        self.published(sandbox);
+                    }
+                    Err(e) => tracing::debug!(sandbox = %id, error = %e, "boot stage not recorded"),
                 }
             }
         };
@@ -71,12 +74,23 @@ impl SandboxService {
                         tracing::warn!(sandbox = %id, "ready hook missed its deadline");
                     }
                 }
-                if let Err(e) = self
+                match self
                     .transition(id, from, SandboxState::Running, StateChange::default())
                     .await
                 {
+                    Ok(running) => {
+                        if from == SandboxState::Creating {
+                            let ms = running.updated_at.unix_ms() - running.created_at.unix_ms();
+                            #[allow(clippy::cast_precision_loss)] // ms fit f64 exactly
+                            self.observers
+                                .metrics
+                                .observe_create_to_ready(ms.max(0) as f64 / 1000.0);
+                        }
+                    }
                     // Destroyed or failed meanwhile: the other actor owns the cleanup.
-                    tracing::debug!(sandbox = %id, error = %e, "boot outcome not recorded");
+                    Err(e) => {
+                        tracing::debug!(sandbox = %id, error = %e, "boot outcome not recorded")
+                    }
                 }
             }
             Ok(Err(e)) => {

@@ -168,6 +168,17 @@ impl SandboxService {
                 SandboxState::Destroyed => {}
             }
         }
+        if !report.orphans_removed.is_empty() {
+            self.observers
+                .metrics
+                .orphans_removed(report.orphans_removed.len() as u64);
+            for name in &report.orphans_removed {
+                self.observers
+                    .events
+                    .orphan_removed(self.node.id(), name)
+                    .await;
+            }
+        }
         if report != ReconcileReport::default() {
             tracing::info!(?report, "reconciled");
         }

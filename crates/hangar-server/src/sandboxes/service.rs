@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::SandboxError;
 use crate::clock::Clock;
+use crate::telemetry::Observers;
 
 /// Service-wide settings (from the config file / `HANGAR_*` environment).
 #[derive(Debug, Clone)]
@@ -102,15 +103,20 @@ pub struct SandboxService {
     tasks: Mutex<HashMap<SandboxId, JoinHandle<()>>>,
     /// Called after each successful boot, before `running` (set once at wiring).
     ready_hook: std::sync::OnceLock<Arc<dyn super::ReadyHook>>,
+    /// Where every written record goes (live bus), failures are recorded (events) and
+    /// counted (metrics).
+    pub(super) observers: Observers,
 }
 
 impl SandboxService {
-    /// A service over `store` running sandboxes on `node`.
+    /// A service over `store` running sandboxes on `node`. Every record it writes is
+    /// published on `observers.live`; every failure is recorded as an event and counted.
     pub fn new(
         store: Store,
         node: Arc<Node>,
         clock: Arc<dyn Clock>,
         config: SandboxConfig,
+        observers: Observers,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -119,7 +125,15 @@ impl SandboxService {
             config,
             tasks: Mutex::new(HashMap::new()),
             ready_hook: std::sync::OnceLock::new(),
+            observers,
         })
+    }
+
+    /// Publishes a record just written (state, stages or release changed) on the live bus
+    /// and hands it back. Every write of a sandbox record in this service goes through here.
+    pub(super) fn published(&self, sandbox: Sandbox) -> Sandbox {
+        self.observers.live.publish_sandbox(&sandbox);
+        sandbox
     }
 
     /// Installs the hook run after every successful boot (once; later calls are ignored).
@@ -213,6 +227,7 @@ impl SandboxService {
             updated_at: now,
         };
         self.store.sandboxes().insert(&sandbox).await?;
+        let sandbox = self.published(sandbox);
         let spec = SandboxSpec {
             id: sandbox.id,
             image,
@@ -478,6 +493,7 @@ impl SandboxService {
                 .await
             {
                 Ok(destroying) => {
+                    let destroying = self.published(destroying);
                     let previous = self.take_task(id);
                     let this = Arc::clone(self);
                     self.spawn_task(id, async move {
@@ -506,11 +522,12 @@ impl SandboxService {
         to: SandboxState,
         change: StateChange,
     ) -> Result<Sandbox, SandboxError> {
-        Ok(self
+        let sandbox = self
             .store
             .sandboxes()
             .transition(id, from, to, change, self.clock.now())
-            .await?)
+            .await?;
+        Ok(self.published(sandbox))
     }
 
     /// Completes a planned stop. On a node error the sandbox stays `stopping` and the
@@ -592,6 +609,8 @@ impl SandboxService {
         {
             Ok(failed) => {
                 tracing::info!(sandbox = %id, ?kind, "sandbox failed");
+                self.observers.metrics.sandbox_failed(kind, stage_reached);
+                self.observers.events.sandbox_failed(&failed).await;
                 // Failed is never resumed: its processes go now, its files per retention.
                 if let Err(e) = self.node.stop(id, Duration::ZERO).await {
                     tracing::warn!(sandbox = %id, error = %e, "could not stop failed sandbox");
@@ -615,13 +634,21 @@ impl SandboxService {
     pub(super) async fn release(&self, id: SandboxId) {
         match self.node.destroy(id).await {
             Ok(()) => {
-                if let Err(e) = self
+                match self
                     .store
                     .sandboxes()
                     .mark_released(id, self.clock.now())
                     .await
                 {
-                    tracing::warn!(sandbox = %id, error = %e, "could not record release");
+                    Ok(true) => {
+                        if let Ok(Some(released)) = self.store.sandboxes().get(id).await {
+                            self.published(released);
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(sandbox = %id, error = %e, "could not record release")
+                    }
                 }
             }
             Err(e) => tracing::warn!(sandbox = %id, error = %e, "release failed; will retry"),
