@@ -115,5 +115,7 @@ function App() {
   );
 }
 
+const root = document.getElementById('app');
+root.textContent = '';
+render(<App />, root);
 document.body.dataset.app = 'ready';
-render(<App />, document.getElementById('app'));

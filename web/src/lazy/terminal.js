@@ -2,7 +2,8 @@
 // crates/hangar-server/src/api/pty.rs): binary messages both ways are terminal bytes; the
 // client sends `{"type":"resize","rows","cols"}` text messages (fit addon + ResizeObserver);
 // the server ends with `{"type":"exit","code","signal"}` or `{"type":"error","message"}`.
-// Copy: select (and Ctrl+Shift+C); paste: Ctrl+Shift+V or the browser's paste. Loaded only
+// Copy: select, then Ctrl+Shift+C or the Copy button; paste: Ctrl+Shift+V, the browser's
+// paste, or the Paste button (clipboard API). Loaded only
 // by the sandbox page, when a terminal is opened.
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
@@ -75,10 +76,9 @@ export function openTerminal(el, sandboxId, on) {
       copy();
       return false;
     }
-    if (e.code === 'KeyV') {
-      paste();
-      return false;
-    }
+    // Ctrl+Shift+V: not a ^V for the shell; the browser's own paste event (which xterm
+    // handles) brings the text.
+    if (e.code === 'KeyV') return false;
     return true;
   });
 
