@@ -6,7 +6,7 @@
 //!   image (cached), then runs the whole test suite with nextest.
 //! - `cargo xtask bench`      builds in release and runs `hangar bench`.
 //! - `cargo xtask guest`      builds only the static guest agent.
-//! - `cargo xtask web`        builds the browser pages (`web/`, npm) that the binary embeds.
+//! - `cargo xtask web`        builds the browser pages (`web/`, npm + Vite) that the binary embeds.
 //! - `cargo xtask deps`       installs only the system packages.
 
 use std::path::{Path, PathBuf};
@@ -100,7 +100,8 @@ fn deps(packages: &[&str]) -> anyhow::Result<()> {
         .args(&missing))
 }
 
-/// Builds the browser pages: `npm ci` (from the lockfile) and the bundle into `web/dist/`.
+/// Builds the browser pages: `npm ci` (from the lockfile), then `npm run build` (Vite: the
+/// dashboard and the viewer into `web/dist/`, precompressed), which `hangar-server` embeds.
 fn web(root: &Path) -> anyhow::Result<()> {
     let dir = root.join("web");
     run(Command::new("npm")
@@ -246,5 +247,9 @@ fn test_clients(root: &Path) -> anyhow::Result<PathBuf> {
 fn bench(root: &Path, args: &[String]) -> anyhow::Result<()> {
     deps(PACKAGES)?;
     let hangar = build(root)?;
-    run(Command::new(hangar).arg("bench").args(args))
+    // From the repository root: `hangar bench --dashboard` finds `web/` there.
+    run(Command::new(hangar)
+        .current_dir(root)
+        .arg("bench")
+        .args(args))
 }

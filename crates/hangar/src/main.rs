@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_connect;
+mod bench_dashboard;
 mod cli;
 mod client;
 mod commands;
