@@ -226,10 +226,12 @@ async function liveScenario() {
   result.signed_in_as = (await signIn(token)).trim();
   await page.waitForSelector('[data-page="sandboxes"]', { timeout: WAIT_MS });
   await until(() => document.body.dataset.live === 'stream');
-  // From now on, count the list refetches: live updates must arrive on the stream.
+  // Once the sandbox is created, count the list refetches: its boot must arrive on the
+  // stream (the reconnection refetch happened before).
+  let counting = false;
   let refetches = 0;
   page.on('request', (r) => {
-    if (new URL(r.url()).pathname === '/api/v1/sandboxes' && r.method() === 'GET') refetches += 1;
+    if (counting && new URL(r.url()).pathname === '/api/v1/sandboxes' && r.method() === 'GET') refetches += 1;
   });
   const created = await page.evaluate(async () => {
     const r = await fetch('/api/v1/sandboxes', {
@@ -238,6 +240,7 @@ async function liveScenario() {
     return r.json();
   });
   result.sandbox_id = created.id;
+  counting = true;
   await page.waitForSelector(`tr[data-sandbox="${created.id}"] [data-state="running"]`, { timeout: BOOT_MS });
   result.list_refetches_while_booting = refetches;
   result.live_mode = await page.evaluate(() => document.body.dataset.live);
