@@ -6,6 +6,7 @@
 // Scenarios: `sandbox` (sign in with a PAT, create a sandbox, watch it run, a terminal,
 // resize, stop/start/destroy), `access` (tokens: create with scopes showing the secret once,
 // use, revoke; CLI accounts and linked apps pages), `refused` (a non-admin on the admin page),
+// `failed` (a failed sandbox: stage reached, console tail; ARG = sandbox id),
 // `charts` (needs the metrics routes: sandbox and node charts with data; ARG = sandbox id),
 // `live` (needs the stream: updates arrive by SSE, not by refetching).
 // Prints one JSON line with what it saw and exits 0, or exits 1 with the reason. Screenshots
@@ -258,7 +259,23 @@ async function liveScenario() {
   await shot('admin-events');
 }
 
-const SCENARIOS = { sandbox: sandboxScenario, access: accessScenario, refused: refusedScenario, charts: chartsScenario, live: liveScenario };
+async function failedScenario() {
+  const id = arg;
+  result.signed_in_as = (await signIn(token)).trim();
+  await page.goto(`${base}/app/sandboxes/${id}`, { timeout: WAIT_MS });
+  await page.waitForSelector('main[data-page="sandbox"][data-state="failed"] [data-failure]', { timeout: WAIT_MS });
+  result.failure_kind = await page.getAttribute('[data-failure]', 'data-failure');
+  result.failure_text = await page.textContent('[data-failure]');
+  result.console_tail = await page.textContent('[data-failure] pre.console');
+  result.stages = await page.$$eval('[data-timeline] li', (l) => l.map((e) => [e.dataset.stage, e.dataset.reached, e.className]));
+  result.terminal_offered = (await page.$('[data-action="open-terminal"]')) !== null;
+  await shot('sandbox-failed');
+  await page.click('a[href="/app/sandboxes"]');
+  await page.waitForSelector(`tr[data-sandbox="${id}"].unhealthy`, { timeout: WAIT_MS });
+  result.list_marks_unhealthy = true;
+}
+
+const SCENARIOS = { failed: failedScenario, sandbox: sandboxScenario, access: accessScenario, refused: refusedScenario, charts: chartsScenario, live: liveScenario };
 const started = Date.now();
 try {
   if (!SCENARIOS[scenario]) throw new Error(`no scenario ${scenario}`);

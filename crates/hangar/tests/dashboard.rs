@@ -263,6 +263,55 @@ async fn the_admin_page_is_refused_to_a_non_admin() -> anyhow::Result<()> {
     tp.shutdown().await
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_sandbox_shows_the_stage_reached_and_its_console() -> anyhow::Result<()> {
+    let tp = TestPlane::start().await?;
+    let t = tp.admin_token.clone();
+    // The `hang` image's init prints two lines and never starts the guest agent.
+    let created = tp
+        .create(
+            &t,
+            serde_json::json!({"image": images::HANG, "readiness_timeout_ms": 1500}),
+        )
+        .await?;
+    let id = created["id"].as_str().context("id")?.to_owned();
+    let failed = tp
+        .wait_state(&t, &id, Duration::from_secs(30), |s| s == "failed")
+        .await?;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let seen = drive(&tp, "failed", &t, Some(&id)).await?;
+    assert_eq!(seen["failure_kind"], "boot_timeout", "{seen}");
+    let reached = failed["failure"]["stage_reached"]
+        .as_str()
+        .context("stage reached")?;
+    assert!(
+        seen["failure_text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(reached),
+        "{seen}"
+    );
+    assert!(
+        seen["console_tail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("booting test image"),
+        "{seen}"
+    );
+    // The timeline marks the stages never reached.
+    let stages = seen["stages"].as_array().context("stages")?;
+    let agent = stages
+        .iter()
+        .find(|s| s[0] == "agent_ready")
+        .context("agent_ready")?;
+    assert_eq!(agent[1], "no", "{seen}");
+    assert_eq!(seen["terminal_offered"], false);
+    assert_eq!(seen["list_marks_unhealthy"], true);
+    no_console_errors(&seen);
+    assert_screenshots(&["sandbox-failed"]);
+    tp.shutdown().await
+}
+
 /// NEEDS the `metrics` branch: the collector, `/api/v1/nodes`, `/api/v1/nodes/{id}/metrics`,
 /// `/api/v1/nodes/{id}/sandboxes`, `/api/v1/sandboxes/{id}/metrics`.
 #[tokio::test(flavor = "multi_thread")]
