@@ -193,6 +193,18 @@ async function refusedScenario() {
   await shot('admin-refused');
 }
 
+/** Pixels of chart `name`'s canvas in its first series' colour (#2f6fdf): drawn data. */
+const drawn = (name) => page.evaluate((n) => {
+  const canvas = document.querySelector(`[data-chart="${n}"] canvas`);
+  if (!canvas) return 0;
+  const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+  let count = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (Math.abs(data[i] - 47) < 40 && Math.abs(data[i + 1] - 111) < 40 && Math.abs(data[i + 2] - 223) < 40) count += 1;
+  }
+  return count;
+}, name);
+
 async function chartsScenario() {
   const id = arg;
   result.signed_in_as = (await signIn(token)).trim();
@@ -202,6 +214,7 @@ async function chartsScenario() {
   for (const name of ['cpu', 'memory']) await points(name);
   result.sandbox_chart_points = await page.$$eval('[data-chart]', (l) => Object.fromEntries(l.map((e) => [e.dataset.chart, Number(e.dataset.points || 0)])));
   result.sandbox_canvases = await page.$$eval('[data-chart] canvas', (l) => l.length);
+  result.sandbox_cpu_pixels = await drawn('cpu');
   await shot('sandbox-charts');
   for (const range of ['24h', '7d']) {
     await page.click(`[data-range="${range}"]`);
@@ -219,6 +232,7 @@ async function chartsScenario() {
   for (const name of ['cpu', 'memory', 'disk']) await points(name);
   await page.waitForSelector(`[data-list="node-sandboxes"] tr[data-sandbox="${id}"]`, { timeout: WAIT_MS });
   result.node_sandbox_healthy = await page.getAttribute(`[data-list="node-sandboxes"] tr[data-sandbox="${id}"]`, 'data-healthy');
+  result.node_cpu_pixels = await drawn('cpu');
   result.node_chart_points = await page.$$eval('[data-chart]', (l) => Object.fromEntries(l.map((e) => [e.dataset.chart, Number(e.dataset.points || 0)])));
   await shot('node');
 }

@@ -318,6 +318,10 @@ async fn a_failed_sandbox_shows_the_stage_reached_and_its_console() -> anyhow::R
 async fn needs_metrics_charts_render_with_data() -> anyhow::Result<()> {
     let tp = TestPlane::start().await?;
     let t = tp.admin_token.clone();
+    // MERGE(metrics): no test plane runs the collector unless asked; after merging the
+    // `metrics` branch, start it here (and `collector.abort()` before the shutdown):
+    //     let collector = tokio::spawn(
+    //         tp.plane.state.metrics.clone().collect_forever(Duration::from_secs(1)));
     let id = tp.running_sandbox(&t, images::BUSYBOX).await?;
     // Some real work for the charts to show.
     let (status, v) = tp
@@ -334,6 +338,9 @@ async fn needs_metrics_charts_render_with_data() -> anyhow::Result<()> {
         "{seen}"
     );
     assert!(seen["sandbox_canvases"].as_u64() >= Some(3), "{seen}");
+    // The data is drawn: the CPU charts hold pixels of their series' colour.
+    assert!(seen["sandbox_cpu_pixels"].as_u64() > Some(0), "{seen}");
+    assert!(seen["node_cpu_pixels"].as_u64() > Some(0), "{seen}");
     assert_eq!(seen["node_state"], "ready");
     assert!(seen["node_cpu"].as_str().unwrap_or("–").contains('%'));
     assert_eq!(seen["node_sandbox_healthy"], "true");

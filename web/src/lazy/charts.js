@@ -21,11 +21,13 @@ export function drawChart(el, { title, series, format, width }, data) {
         stroke: COLORS[i % COLORS.length],
         width: 1.5,
         spanGaps: false,
+        // Sparse history (a new sandbox, a fresh node) shows its points, not an empty chart.
+        points: { show: (u, i) => u.data[i].filter((v) => v !== null && v !== undefined).length < 120, size: 5 },
         value: (u, v) => (v === null || v === undefined ? '–' : format(v)),
       })),
     ],
     axes: [{}, { size: 70, values: (u, vals) => vals.map((v) => format(v)) }],
-    scales: { y: { range: (u, min, max) => [Math.min(0, min ?? 0), Math.max(max ?? 1, 1e-9)] } },
+    scales: { y: { range: (u, min, max) => [Math.min(0, min ?? 0), Math.max(max ?? 1, 1)] } },
     legend: { live: true },
   };
   return new uPlot(opts, columns(series, data), el);
