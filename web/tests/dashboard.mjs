@@ -6,7 +6,8 @@
 // Scenarios: `sandbox` (sign in with a PAT, create a sandbox, watch it run, a terminal,
 // resize, stop/start/destroy), `access` (tokens: create with scopes showing the secret once,
 // use, revoke; CLI accounts and linked apps pages), `refused` (a non-admin on the admin page),
-// `failed` (a failed sandbox: stage reached, console tail; ARG = sandbox id),
+// `failed` (a failed sandbox: stage reached, console tail; ARG = sandbox id), `connect` (a
+// browser-flow connect session's remote desktop through noVNC, then cancelled),
 // `charts` (needs the metrics routes: sandbox and node charts with data; ARG = sandbox id),
 // `live` (needs the stream: updates arrive by SSE, not by refetching).
 // Prints one JSON line with what it saw and exits 0, or exits 1 with the reason. Screenshots
@@ -289,7 +290,35 @@ async function failedScenario() {
   result.list_marks_unhealthy = true;
 }
 
-const SCENARIOS = { failed: failedScenario, sandbox: sandboxScenario, access: accessScenario, refused: refusedScenario, charts: chartsScenario, live: liveScenario };
+async function connectScenario() {
+  result.signed_in_as = (await signIn(token)).trim();
+  await page.click('a[href="/app/accounts"]');
+  await page.waitForSelector('[data-form="connect"] select[name="provider"] option[value="codex"]', { state: 'attached', timeout: WAIT_MS });
+  await page.selectOption('[data-form="connect"] select[name="provider"]', 'codex');
+  await page.selectOption('[data-form="connect"] select[name="flow"]', 'browser');
+  await Promise.all([
+    page.waitForURL(/\/app\/connect\/[0-9a-f-]+$/, { timeout: WAIT_MS }),
+    page.click('[data-form="connect"] button[type="submit"]'),
+  ]);
+  result.session_id = new URL(page.url()).pathname.split('/').pop();
+  // The remote browser through noVNC, with the session cookie only: connected and drawn.
+  await page.waitForSelector('[data-vnc="connected"]', { timeout: BOOT_MS });
+  await until(() => {
+    const canvas = document.querySelector('[data-vnc] canvas');
+    if (!canvas || canvas.width < 100) return false;
+    const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+    const seen = new Set();
+    for (let i = 0; i < data.length; i += 4 * 997) seen.add(`${data[i]},${data[i + 1]},${data[i + 2]}`);
+    return seen.size > 8;
+  }, null, BOOT_MS);
+  result.desktop_drawn = true;
+  await shot('connect');
+  await page.click('[data-page="connect"] button.danger');
+  await page.waitForSelector('main[data-page="connect"][data-state="cancelled"]', { timeout: WAIT_MS });
+  result.cancelled_from_page = true;
+}
+
+const SCENARIOS = { connect: connectScenario, failed: failedScenario, sandbox: sandboxScenario, access: accessScenario, refused: refusedScenario, charts: chartsScenario, live: liveScenario };
 const started = Date.now();
 try {
   if (!SCENARIOS[scenario]) throw new Error(`no scenario ${scenario}`);

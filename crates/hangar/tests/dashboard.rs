@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use hangar_testkit::{images, workspace_root, TestPlane};
+use hangar_testkit::{default_image_store, images, workspace_root, TestConfig, TestPlane};
 use reqwest::header::{
     ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_SECURITY_POLICY, CONTENT_TYPE,
     REFERRER_POLICY, X_FRAME_OPTIONS,
@@ -309,6 +309,44 @@ async fn a_failed_sandbox_shows_the_stage_reached_and_its_console() -> anyhow::R
     assert_eq!(seen["list_marks_unhealthy"], true);
     no_console_errors(&seen);
     assert_screenshots(&["sandbox-failed"]);
+    tp.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_flow_shows_the_remote_browser_through_novnc() -> anyhow::Result<()> {
+    let tp = TestPlane::start_config(TestConfig {
+        images_dir: Some(default_image_store()),
+        ..TestConfig::default()
+    })
+    .await?;
+    let t = tp.admin_token.clone();
+    let seen = drive(&tp, "connect", &t, None).await?;
+    assert_eq!(seen["desktop_drawn"], true, "{seen}");
+    assert_eq!(seen["cancelled_from_page"], true, "{seen}");
+    no_console_errors(&seen);
+    // The session the page started and cancelled is the API's, its browser sandbox gone.
+    let id = seen["session_id"].as_str().context("session id")?;
+    let (status, session) = tp
+        .request(
+            Method::GET,
+            &format!("/api/v1/connect/{id}"),
+            Some(&t),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200);
+    assert_eq!(session["state"], "cancelled", "{session}");
+    assert_eq!(session["provider"], "codex");
+    let browser = session["browser_sandbox"]
+        .as_str()
+        .context("browser sandbox")?;
+    let sandbox = tp
+        .wait_state(&t, browser, Duration::from_secs(30), |s| {
+            s == "destroyed" || s == "failed"
+        })
+        .await?;
+    assert_eq!(sandbox["state"], "destroyed");
+    assert_screenshots(&["connect"]);
     tp.shutdown().await
 }
 

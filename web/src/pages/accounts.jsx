@@ -21,10 +21,9 @@ function StartConnect() {
     const f = new FormData(e.currentTarget);
     setError(null);
     try {
+      // The answer's viewer link (with its one-time token) is not needed here: the connect
+      // page reads the session and its VNC stream with the session cookie.
       const s = await api('/connect', { method: 'POST', body: { provider: f.get('provider'), flow: f.get('flow') || undefined } });
-      // The viewer token is shown once: keep it for this tab only.
-      const token = s.viewer_url?.split('#viewer=')[1];
-      if (token) sessionStorage.setItem(`viewer:${s.id}`, token);
       navigate(`/app/connect/${s.id}`);
     } catch (err) {
       setError(err);
@@ -114,15 +113,20 @@ function Viewer({ session }) {
   useEffect(() => {
     if (!session.viewer_websocket) return undefined;
     let rfb = null;
+    let closed = false;
     let cancelled = false;
+    const onState = (state) => {
+      closed = state === 'disconnected';
+      setState(state);
+    };
     import('../lazy/vnc.js').then(({ openVnc }) => {
       if (cancelled) return;
-      const token = sessionStorage.getItem(`viewer:${session.id}`) || undefined;
-      rfb = openVnc(el.current, session.viewer_websocket, { token, onState: setState });
+      rfb = openVnc(el.current, session.viewer_websocket, { onState });
     });
     return () => {
       cancelled = true;
-      rfb?.disconnect();
+      // noVNC complains when asked to disconnect twice (the server may have closed first).
+      if (!closed) rfb?.disconnect();
     };
   }, [session.viewer_websocket]);
   return (
