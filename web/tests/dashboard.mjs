@@ -180,6 +180,16 @@ async function accessScenario() {
   await page.waitForSelector('[data-page="accounts"] [data-form="connect"] option', { state: 'attached', timeout: WAIT_MS });
   result.connect_providers = await page.$$eval('[data-form="connect"] select[name="provider"] option', (o) => o.map((e) => e.value));
   await shot('accounts');
+
+  // Sign out (a same-origin form post): the session ends, the dashboard asks to sign in.
+  await Promise.all([
+    page.waitForURL((u) => u.pathname === '/login', { timeout: WAIT_MS }),
+    page.click('header form[action="/logout"] button'),
+  ]);
+  await page.goto(`${base}/app/sandboxes`, { timeout: WAIT_MS });
+  await page.waitForSelector('[data-page="signin"]', { timeout: WAIT_MS });
+  result.after_sign_out_api_status = await pageFetch('/api/v1/me');
+  result.signed_out = true;
 }
 
 async function refusedScenario() {

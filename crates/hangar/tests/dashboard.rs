@@ -202,7 +202,7 @@ async fn sign_in_create_a_sandbox_watch_it_run_and_use_its_terminal() -> anyhow:
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn tokens_cli_accounts_and_linked_apps_pages() -> anyhow::Result<()> {
+async fn tokens_cli_accounts_linked_apps_and_sign_out() -> anyhow::Result<()> {
     let tp = TestPlane::start().await?;
     let t = tp.admin_token.clone();
     let seen = drive(&tp, "access", &t, None).await?;
@@ -226,6 +226,8 @@ async fn tokens_cli_accounts_and_linked_apps_pages() -> anyhow::Result<()> {
     for p in ["claude_code", "codex", "gemini_cli"] {
         assert!(providers.contains(&Value::from(p)), "{providers:?}");
     }
+    assert_eq!(seen["after_sign_out_api_status"], 401, "{seen}");
+    assert_eq!(seen["signed_out"], true);
     no_console_errors(&seen);
     // The API agrees: the token is recorded as revoked, with its scope and expiry.
     let (_, tokens) = tp
