@@ -9,7 +9,7 @@
 //!   runs `cargo bench -p hangar --bench oauth` (hangar's authorization server against
 //!   `oidc-provider`, on SQLite and PostgreSQL).
 //! - `cargo xtask guest`      builds only the static guest agent.
-//! - `cargo xtask web`        builds the browser pages (`web/`, npm) that the binary embeds.
+//! - `cargo xtask web`        builds the browser pages (`web/`, npm + Vite) that the binary embeds.
 //! - `cargo xtask deps`       installs only the system packages.
 
 use std::path::{Path, PathBuf};
@@ -104,12 +104,16 @@ fn deps(packages: &[&str]) -> anyhow::Result<()> {
         .args(&missing))
 }
 
-/// Builds the browser pages: `npm ci` (from the lockfile) and the bundle into `web/dist/`.
+/// Builds the browser pages: `npm ci` (from the lockfile), then `npm run build` (Vite: the
+/// dashboard and the viewer into `web/dist/`, precompressed), which `hangar-server` embeds.
 fn web(root: &Path) -> anyhow::Result<()> {
     let dir = root.join("web");
+    // `npm install` from the lockfile rather than `npm ci`: the lockfile cannot list rollup's
+    // optional binaries for other platforms (the registry here does not serve them), and
+    // `npm ci` refuses such a lockfile. The versions installed are still the locked ones.
     run(Command::new("npm")
         .current_dir(&dir)
-        .args(["ci", "--no-audit", "--no-fund"]))?;
+        .args(["install", "--no-audit", "--no-fund"]))?;
     run(Command::new("npm").current_dir(&dir).args(["run", "build"]))
 }
 
@@ -268,5 +272,9 @@ fn bench_oauth(root: &Path, args: &[String]) -> anyhow::Result<()> {
 fn bench(root: &Path, args: &[String]) -> anyhow::Result<()> {
     deps(PACKAGES)?;
     let hangar = build(root)?;
-    run(Command::new(hangar).arg("bench").args(args))
+    // From the repository root: `hangar bench --dashboard` finds `web/` there.
+    run(Command::new(hangar)
+        .current_dir(root)
+        .arg("bench")
+        .args(args))
 }

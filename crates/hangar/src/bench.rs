@@ -37,6 +37,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.connect {
         return crate::bench_connect::run(args).await;
     }
+    if args.dashboard {
+        return crate::bench_dashboard::run(args).await;
+    }
     let tmp;
     let work = match &args.work_dir {
         Some(dir) => dir.clone(),
@@ -341,7 +344,7 @@ pub(crate) async fn create_and_wait_with(
     }
 }
 
-async fn destroy_all(api: &ApiClient, ids: &[String]) -> anyhow::Result<()> {
+pub(crate) async fn destroy_all(api: &ApiClient, ids: &[String]) -> anyhow::Result<()> {
     for id in ids {
         let _: SandboxView = api
             .call::<(), _>(

@@ -485,4 +485,14 @@ pub struct BenchArgs {
     /// An image store holding the `browser` image (for `--connect`).
     #[arg(long)]
     pub images_dir: Option<PathBuf>,
+    /// Run the dashboard series instead: first-load compressed JavaScript and time to
+    /// render in headless Chromium on loopback (needs `web/` built and its npm packages).
+    #[arg(long, conflicts_with = "connect")]
+    pub dashboard: bool,
+    /// The repository's `web/` directory (for `--dashboard`).
+    #[arg(long, default_value = "web")]
+    pub web_dir: PathBuf,
+    /// Cold page loads to time (for `--dashboard`).
+    #[arg(long, default_value_t = 7)]
+    pub runs: usize,
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_connect;
+mod bench_dashboard;
 mod bench_metrics;
 mod cli;
 mod client;

@@ -7,11 +7,30 @@ use hangar_core::TokenId;
 use super::auth::Caller;
 use super::dto::{
     AccountView, CreateTokenRequest, CreateUserRequest, CreatedToken, CreatedUser, MeView,
-    TokenView, UserView,
+    SigninProviderView, TokenView, UserView,
 };
 use super::json::ApiJson;
 use super::AppState;
 use crate::error::{ApiError, Problem};
+
+/// The configured ways to sign in with an upstream account (GitHub, OpenID Connect), each
+/// started at `/login/{name}?return_to=PATH`; no authentication (the dashboard's sign-in view
+/// shows them). Signing in with a personal access token is `POST /login/token`.
+#[utoipa::path(get, path = "/api/v1/signin/providers", tag = "accounts", security(()),
+    responses((status = 200, body = [SigninProviderView])))]
+pub async fn signin_providers(State(state): State<AppState>) -> ApiJson<Vec<SigninProviderView>> {
+    ApiJson(
+        state
+            .signin
+            .providers()
+            .into_iter()
+            .map(|p| SigninProviderView {
+                name: p.name,
+                label: p.label,
+            })
+            .collect(),
+    )
+}
 
 /// Who the caller is.
 #[utoipa::path(get, path = "/api/v1/me", tag = "accounts",

@@ -19,22 +19,33 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = bearer_header(&parts.headers);
-        // A bearer token wins; the session cookie is used only without one.
-        if header.is_none() {
-            if let Some(cookie) = crate::signin::routes::session_cookie(&parts.headers) {
-                crate::signin::routes::check_same_origin(
-                    &parts.method,
-                    &parts.headers,
-                    &state.signin.config().public_url,
-                )?;
-                return Ok(Caller(state.signin.authenticate_session(&cookie).await?));
-            }
-        }
         Ok(Caller(
-            state.accounts.authenticate(header.as_deref()).await?,
+            authenticate(state, &parts.method, &parts.headers).await?,
         ))
     }
+}
+
+/// Authenticates a request as [`Caller`] does: the bearer token (header or WebSocket
+/// subprotocol) or, without one, the `hangar_session` cookie with the same-origin check for
+/// unsafe methods and upgrades. For handlers that accept other credentials first.
+pub async fn authenticate(
+    state: &AppState,
+    method: &axum::http::Method,
+    headers: &axum::http::HeaderMap,
+) -> Result<Principal, ApiError> {
+    let header = bearer_header(headers);
+    // A bearer token wins; the session cookie is used only without one.
+    if header.is_none() {
+        if let Some(cookie) = crate::signin::routes::session_cookie(headers) {
+            crate::signin::routes::check_same_origin(
+                method,
+                headers,
+                &state.signin.config().public_url,
+            )?;
+            return Ok(state.signin.authenticate_session(&cookie).await?);
+        }
+    }
+    Ok(state.accounts.authenticate(header.as_deref()).await?)
 }
 
 /// The request's `Authorization` value, or on a WebSocket upgrade the token carried in the

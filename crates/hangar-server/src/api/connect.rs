@@ -3,7 +3,7 @@
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use hangar_core::{ConnectSession, ConnectSessionId, CredentialStatus};
 use hangar_identity::ViewerToken;
@@ -47,11 +47,13 @@ pub async fn start(
     Ok((StatusCode::ACCEPTED, ApiJson(view)))
 }
 
-/// Who may look at one connect session: its owner (personal access token) or the holder of
-/// its viewer token (the viewer page). The token comes from the `Authorization` header or,
-/// on a WebSocket upgrade, from the `hangar.bearer.` subprotocol.
+/// Who may look at one connect session: its owner (a token, or the dashboard's session
+/// cookie, same-origin) or the holder of its viewer token (the viewer page). A token comes
+/// from the `Authorization` header or, on a WebSocket upgrade, from the `hangar.bearer.`
+/// subprotocol.
 async fn session_for_viewer(
     state: &AppState,
+    method: &Method,
     headers: &HeaderMap,
     id: ConnectSessionId,
 ) -> Result<ConnectSession, ApiError> {
@@ -65,7 +67,7 @@ async fn session_for_viewer(
             Ok(state.connect.authorize_viewer(id, t).await?)
         }
         _ => {
-            let caller = state.accounts.authenticate(header.as_deref()).await?;
+            let caller = super::auth::authenticate(state, method, headers).await?;
             caller.require(Scope::Connect)?;
             Ok(state.connect.get(&caller, id).await?)
         }
@@ -82,10 +84,11 @@ async fn session_for_viewer(
 pub async fn vnc(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    method: Method,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let session = session_for_viewer(&state, &headers, parse_session(&id)?).await?;
+    let session = session_for_viewer(&state, &method, &headers, parse_session(&id)?).await?;
     let ws = ws.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let stream = state.connect.vnc_stream(&session).await?;
     Ok(ws
@@ -112,9 +115,10 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<ApiJson<ConnectSessionView>, ApiError> {
-    let session = session_for_viewer(&state, &headers, parse_session(&id)?).await?;
+    let session = session_for_viewer(&state, &method, &headers, parse_session(&id)?).await?;
     Ok(ApiJson(session.into()))
 }
 

@@ -803,3 +803,13 @@ pub struct ResyncEvent {
     /// How many messages were lost.
     pub missed: u64,
 }
+
+/// A way to sign in at `/login/{name}` (`GET /api/v1/signin/providers`), for sign-in pages.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SigninProviderView {
+    /// The provider's name in `/login/{name}` (`github` or an OpenID Connect provider's
+    /// configured name).
+    pub name: String,
+    /// What to show on its button (`GitHub`, the configured `display_name`).
+    pub label: String,
+}

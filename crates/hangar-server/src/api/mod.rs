@@ -115,6 +115,7 @@ pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(connect::remove_credential))
         .routes(routes!(connect::providers))
         .routes(routes!(accounts::me))
+        .routes(routes!(accounts::signin_providers))
         .routes(routes!(accounts::account))
         .routes(routes!(accounts::list_users, accounts::create_user))
         .routes(routes!(accounts::list_tokens, accounts::create_token))

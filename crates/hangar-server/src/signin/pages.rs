@@ -58,13 +58,22 @@ fn layout(title: &str, body: &str) -> String {
 }
 
 /// The sign-in page. `return_to` is an already checked path; `signed_in_as` names the
-/// person when the request carries a valid session.
+/// person when the request carries a valid session; `error` is shown above the choices (a
+/// refused token).
 pub fn login_page(
     providers: &[ProviderButton],
     return_to: &str,
     signed_in_as: Option<&str>,
+    error: Option<&str>,
 ) -> String {
     let mut body = String::from("<h1>Sign in to hangar</h1>");
+    if let Some(error) = error {
+        let _ = write!(
+            body,
+            "<p class=\"error\" role=\"alert\">{}</p>",
+            escape(error)
+        );
+    }
     if let Some(name) = signed_in_as {
         let _ = write!(
             body,
@@ -123,7 +132,13 @@ mod tests {
             name: "corp".into(),
             label: "<script>x</script>".into(),
         }];
-        let page = login_page(&providers, "/a?b=\"c\"&d", Some("<b>eve</b>"));
+        let page = login_page(
+            &providers,
+            "/a?b=\"c\"&d",
+            Some("<b>eve</b>"),
+            Some("<i>no</i>"),
+        );
+        assert!(!page.contains("<i>no"), "{page}");
         assert!(!page.contains("<script>"), "{page}");
         assert!(!page.contains("<b>eve"), "{page}");
         assert!(

@@ -4,7 +4,7 @@
 
 /// Where people land when no `return_to` is given: the sign-in page, which then says who is
 /// signed in.
-pub const DEFAULT_RETURN_TO: &str = "/login";
+pub const DEFAULT_RETURN_TO: &str = "/";
 /// Longest accepted `return_to`, in bytes.
 pub const MAX_RETURN_TO: usize = 2048;
 

@@ -6,7 +6,7 @@
 //! | `GET /login?return_to=` | the sign-in page |
 //! | `GET /login/{provider}?return_to=` | 303 to the provider's authorization URL |
 //! | `GET /login/{provider}/callback` | finish; set `hangar_session`; 303 to `return_to` |
-//! | `POST /login/token` | form `token`, `return_to`: a session for a personal access token |
+//! | `POST /login/token` | form `token`, `return_to`: a session for a personal access token; a refused token gets the sign-in page again with the error (401) |
 //! | `POST /logout` | revoke the session, clear the cookie, 303 to `/login` |
 //!
 //! Every route here is rate-limited per client address (`tower_governor`; 429 problem+json
@@ -66,6 +66,7 @@ async fn login(
             &state.signin.providers(),
             &return_to,
             signed_in.as_ref().map(|p| p.name.as_str()),
+            None,
         ),
     )
 }
@@ -117,6 +118,20 @@ async fn token_form(
         .await
     {
         Ok(done) => signed_in(&state, done),
+        // A refused token: the sign-in page again, with the error (401, nothing created).
+        Err(e @ SigninError::InvalidToken) => {
+            let return_to = check_return_to(form.return_to.as_deref())
+                .unwrap_or_else(|_| super::DEFAULT_RETURN_TO.to_owned());
+            html(
+                StatusCode::UNAUTHORIZED,
+                login_page(
+                    &state.signin.providers(),
+                    &return_to,
+                    None,
+                    Some(&e.to_string()),
+                ),
+            )
+        }
         Err(e) => error_response(&e),
     }
 }
@@ -284,12 +299,15 @@ fn html(status: StatusCode, body: String) -> Response {
     no_store(response)
 }
 
+/// `Cache-Control: no-store` and `Referrer-Policy: same-origin`: no referrer ever leaves
+/// hangar, while the page's own form posts keep their `Origin` (under `no-referrer` browsers
+/// send `Origin: null` on a form POST, which [`check_same_origin`] must refuse).
 fn no_store(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     response
 }
