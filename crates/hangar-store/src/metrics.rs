@@ -315,6 +315,25 @@ impl<'a> MetricsRepo<'a> {
         Ok(())
     }
 
+    /// Runs a series query `sql` whose parameters are (owner id, resolution seconds, from,
+    /// until).
+    async fn series_rows(
+        &self,
+        sql: &str,
+        owner: String,
+        resolution: Resolution,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        Ok(sqlx::query(sql)
+            .bind(owner)
+            .bind(resolution.seconds())
+            .bind(ms(from))
+            .bind(ms(until))
+            .fetch_all(self.pool)
+            .await?)
+    }
+
     /// The node's stored rows of `resolution` with `from <= at < until`, oldest first.
     pub async fn node_series(
         &self,
@@ -323,16 +342,13 @@ impl<'a> MetricsRepo<'a> {
         from: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<NodeSample>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT at, {NODE_VALUES} FROM node_samples \
              WHERE node_id = $1 AND resolution_s = $2 AND at >= $3 AND at < $4 ORDER BY at"
-        ))
-        .bind(node.to_string())
-        .bind(resolution.seconds())
-        .bind(ms(from))
-        .bind(ms(until))
-        .fetch_all(self.pool)
-        .await?;
+        );
+        let rows = self
+            .series_rows(&sql, node.to_string(), resolution, from, until)
+            .await?;
         rows.iter().map(node_sample_from_row).collect()
     }
 
@@ -344,16 +360,13 @@ impl<'a> MetricsRepo<'a> {
         from: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<SandboxSample>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT at, {SANDBOX_VALUES} FROM sandbox_samples \
              WHERE sandbox_id = $1 AND resolution_s = $2 AND at >= $3 AND at < $4 ORDER BY at"
-        ))
-        .bind(sandbox.to_string())
-        .bind(resolution.seconds())
-        .bind(ms(from))
-        .bind(ms(until))
-        .fetch_all(self.pool)
-        .await?;
+        );
+        let rows = self
+            .series_rows(&sql, sandbox.to_string(), resolution, from, until)
+            .await?;
         rows.iter().map(sandbox_sample_from_row).collect()
     }
 
