@@ -339,7 +339,13 @@ async fn token(
         },
     };
     let auth = form.client_auth()?;
-    let issued = state.oauth.token(peer, auth, grant).await?;
+    // The grant runs to completion even if the client goes away mid-request: a transaction
+    // dropped half-way (a code redemption, a refresh rotation) would otherwise keep its locks
+    // until its pooled connection is next used, stalling every request behind them.
+    let oauth = std::sync::Arc::clone(&state.oauth);
+    let issued = tokio::spawn(async move { oauth.token(peer, auth, grant).await })
+        .await
+        .map_err(|_| OAuthError::server_error())??;
     let mut body = json!({
         "access_token": issued.access_token.expose_secret(),
         "token_type": "Bearer",
