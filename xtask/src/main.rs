@@ -262,6 +262,7 @@ fn bench_oauth(root: &Path, args: &[String]) -> anyhow::Result<()> {
         .current_dir(root.join("crates/hangar/benches/oidc-provider"))
         .args(["ci", "--no-audit", "--no-fund"]))?;
     let guest = guest(root)?;
+    let args = args.strip_prefix(&["--".to_owned()]).unwrap_or(args);
     run(Command::new(env!("CARGO"))
         .current_dir(root)
         .env("HANGAR_GUEST_AGENT", &guest)
@@ -272,6 +273,8 @@ fn bench_oauth(root: &Path, args: &[String]) -> anyhow::Result<()> {
 fn bench(root: &Path, args: &[String]) -> anyhow::Result<()> {
     deps(PACKAGES)?;
     let hangar = build(root)?;
+    // `cargo xtask bench -- --metrics` and `cargo xtask bench --metrics` mean the same.
+    let args = args.strip_prefix(&["--".to_owned()]).unwrap_or(args);
     // From the repository root: `hangar bench --dashboard` finds `web/` there.
     run(Command::new(hangar)
         .current_dir(root)
