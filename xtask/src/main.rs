@@ -38,7 +38,11 @@ const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let cmd = args.next().unwrap_or_default();
-    let rest: Vec<String> = args.collect();
+    let mut rest: Vec<String> = args.collect();
+    // `cargo xtask up -- --listen ADDR` and `cargo xtask up --listen ADDR` mean the same.
+    if rest.first().is_some_and(|a| a == "--") {
+        rest.remove(0);
+    }
     let root = project_root();
     match cmd.as_str() {
         "deps" => deps(PACKAGES),
@@ -262,7 +266,6 @@ fn bench_oauth(root: &Path, args: &[String]) -> anyhow::Result<()> {
         .current_dir(root.join("crates/hangar/benches/oidc-provider"))
         .args(["ci", "--no-audit", "--no-fund"]))?;
     let guest = guest(root)?;
-    let args = args.strip_prefix(&["--".to_owned()]).unwrap_or(args);
     run(Command::new(env!("CARGO"))
         .current_dir(root)
         .env("HANGAR_GUEST_AGENT", &guest)
@@ -273,8 +276,6 @@ fn bench_oauth(root: &Path, args: &[String]) -> anyhow::Result<()> {
 fn bench(root: &Path, args: &[String]) -> anyhow::Result<()> {
     deps(PACKAGES)?;
     let hangar = build(root)?;
-    // `cargo xtask bench -- --metrics` and `cargo xtask bench --metrics` mean the same.
-    let args = args.strip_prefix(&["--".to_owned()]).unwrap_or(args);
     // From the repository root: `hangar bench --dashboard` finds `web/` there.
     run(Command::new(hangar)
         .current_dir(root)
