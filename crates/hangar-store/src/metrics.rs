@@ -199,6 +199,26 @@ async fn insert_node_sample(
     Ok(())
 }
 
+/// Binds one `sandbox_samples` row: id, resolution, `at`, then the [`SANDBOX_VALUES`] columns.
+fn bind_sandbox_row<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    sandbox: SandboxId,
+    resolution: Resolution,
+    s: &SandboxSample,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(sandbox.to_string())
+        .bind(resolution.seconds())
+        .bind(ms(s.at))
+        .bind(centi(s.cpu_percent))
+        .bind(int(s.memory_bytes))
+        .bind(s.memory_limit_bytes.map(int))
+        .bind(int(s.disk_bytes))
+        .bind(whole(s.net_rx_bytes_per_second))
+        .bind(whole(s.net_tx_bytes_per_second))
+        .bind(i64::from(s.pids))
+}
+
 async fn insert_sandbox_samples(
     conn: &mut AnyConnection,
     samples: &[(SandboxId, SandboxSample)],
@@ -211,17 +231,7 @@ async fn insert_sandbox_samples(
         );
         let mut query = sqlx::query(&sql);
         for (id, s) in chunk {
-            query = query
-                .bind(id.to_string())
-                .bind(0_i64)
-                .bind(ms(s.at))
-                .bind(centi(s.cpu_percent))
-                .bind(int(s.memory_bytes))
-                .bind(s.memory_limit_bytes.map(int))
-                .bind(int(s.disk_bytes))
-                .bind(whole(s.net_rx_bytes_per_second))
-                .bind(whole(s.net_tx_bytes_per_second))
-                .bind(i64::from(s.pids));
+            query = bind_sandbox_row(query, *id, Resolution::Raw, s);
         }
         query
             .execute(&mut *conn)
@@ -294,17 +304,7 @@ impl<'a> MetricsRepo<'a> {
             );
             let mut query = sqlx::query(&sql);
             for s in chunk {
-                query = query
-                    .bind(sandbox.to_string())
-                    .bind(resolution.seconds())
-                    .bind(ms(s.at))
-                    .bind(centi(s.cpu_percent))
-                    .bind(int(s.memory_bytes))
-                    .bind(s.memory_limit_bytes.map(int))
-                    .bind(int(s.disk_bytes))
-                    .bind(whole(s.net_rx_bytes_per_second))
-                    .bind(whole(s.net_tx_bytes_per_second))
-                    .bind(i64::from(s.pids));
+                query = bind_sandbox_row(query, sandbox, resolution, s);
             }
             query
                 .execute(&mut *tx)
