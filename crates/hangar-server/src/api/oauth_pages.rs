@@ -25,7 +25,7 @@ use serde::Deserialize;
 use std::fmt::Write as _;
 
 use super::AppState;
-use crate::signin::pages::{encode_query_value, escape, CSP};
+use crate::signin::pages::{encode_query_value, escape};
 use crate::signin::routes::{check_same_origin, session_cookie};
 
 /// The authorization and device pages.
@@ -68,19 +68,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
          </style></head><body><main>{body}</main></body></html>",
         escape(title)
     );
-    let mut response = (status, html).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    crate::signin::routes::html(status, html)
 }
 
 fn error_page(status: StatusCode, message: &str) -> Response {

@@ -284,7 +284,10 @@ fn error_response(e: &SigninError) -> Response {
     html(status, error_page(&message))
 }
 
-fn html(status: StatusCode, body: String) -> Response {
+/// An HTML page of hangar's own (sign-in, consent, device verification): `body` with the
+/// page CSP, no framing, `no-store` and a same-origin referrer policy (so browsers send an
+/// `Origin` the CSRF check accepts on the page's forms).
+pub(crate) fn html(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(
