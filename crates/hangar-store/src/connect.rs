@@ -25,6 +25,7 @@ use sqlx::{Any, AnyPool, Executor};
 
 use crate::codec::{col, decode_prompt, encode_prompt, ms, opt_ms, opt_ts, parse, ts};
 use crate::error::StoreError;
+use crate::Pools;
 
 /// Extra field updates applied in the same compare-and-set as a state change. Each `Some`
 /// sets (replaces) the stored value; `None` leaves it as it is. `Default` changes nothing but
@@ -106,11 +107,15 @@ where
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectSessionRepo<'a> {
     pool: &'a AnyPool,
+    write: &'a AnyPool,
 }
 
 impl<'a> ConnectSessionRepo<'a> {
-    pub(crate) fn new(pool: &'a AnyPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pools: &'a Pools) -> Self {
+        Self {
+            pool: &pools.read,
+            write: &pools.write,
+        }
     }
 
     /// Records a new session exactly as given (any state; normally `starting`).
@@ -134,7 +139,7 @@ impl<'a> ConnectSessionRepo<'a> {
         .bind(ms(session.expires_at))
         .bind(ms(session.updated_at))
         .bind(opt_ms(session.completed_at))
-        .execute(self.pool)
+        .execute(self.write)
         .await
         .map_err(StoreError::from_write("connect session"))?;
         Ok(())
@@ -178,7 +183,7 @@ impl<'a> ConnectSessionRepo<'a> {
         )
         .bind(hash_hex.to_owned())
         .bind(id.to_string())
-        .execute(self.pool)
+        .execute(self.write)
         .await?;
         if done.rows_affected() == 1 {
             Ok(())
@@ -290,7 +295,7 @@ impl<'a> ConnectSessionRepo<'a> {
             .bind(id.to_string())
             .bind(from.as_str())
             .bind(version)
-            .execute(self.pool)
+            .execute(self.write)
             .await?;
             if done.rows_affected() == 1 {
                 return Ok(session);

@@ -29,6 +29,7 @@ use sqlx::{Any, AnyPool, Executor};
 use crate::codec::{bool_col, col, ms, opt_ms, opt_ts, parse, ts, u32_col};
 use crate::connect::get_versioned as get_session_versioned;
 use crate::error::StoreError;
+use crate::Pools;
 
 /// The latest run of a credential's status check (the CLI's own status command).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -235,11 +236,15 @@ where
 #[derive(Clone, Copy, Debug)]
 pub struct CredentialRepo<'a> {
     pool: &'a AnyPool,
+    write: &'a AnyPool,
 }
 
 impl<'a> CredentialRepo<'a> {
-    pub(crate) fn new(pool: &'a AnyPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pools: &'a Pools) -> Self {
+        Self {
+            pool: &pools.read,
+            write: &pools.write,
+        }
     }
 
     /// `owner`'s credential for `provider`, if any (owner-scoped: another user's is `None`).
@@ -277,7 +282,7 @@ impl<'a> CredentialRepo<'a> {
         let done = sqlx::query("DELETE FROM credentials WHERE owner_id = $1 AND provider = $2")
             .bind(owner.to_string())
             .bind(provider.as_str())
-            .execute(self.pool)
+            .execute(self.write)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -300,7 +305,7 @@ impl<'a> CredentialRepo<'a> {
         .bind(ms(check.at))
         .bind(i64::from(check.ok))
         .bind(check.output)
-        .execute(self.pool)
+        .execute(self.write)
         .await?;
         if done.rows_affected() == 1 {
             Ok(())
@@ -357,7 +362,7 @@ impl<'a> CredentialRepo<'a> {
         .bind(opt_ms(seal.refreshed_at))
         .bind(ms(now))
         .bind(expected)
-        .fetch_optional(self.pool)
+        .fetch_optional(self.write)
         .await?;
         match row {
             Some(row) => credential_from_row(&row),
@@ -396,7 +401,7 @@ impl<'a> CredentialRepo<'a> {
 /// [`crate::Store::complete_connect`]: one transaction that moves the session to `completed`
 /// and stores the credential, or changes nothing.
 pub(crate) async fn complete_connect(
-    pool: &AnyPool,
+    pools: &Pools,
     session_id: ConnectSessionId,
     from: ConnectState,
     credential: NewCredential,
@@ -420,7 +425,7 @@ pub(crate) async fn complete_connect(
     let provider = credential.provider.clone();
     let owner = credential.owner;
 
-    let mut tx = pool.begin().await?;
+    let mut tx = pools.write.begin().await?;
     match complete_in(
         &mut tx,
         session_id,
@@ -441,7 +446,7 @@ pub(crate) async fn complete_connect(
             tx.rollback().await?;
             Err(match failure {
                 Refused::Session => {
-                    match get_session_versioned(pool, session_id).await? {
+                    match get_session_versioned(&pools.read, session_id).await? {
                         Some((session, _))
                             if session.owner == owner && session.provider == provider =>
                         {
@@ -456,7 +461,7 @@ pub(crate) async fn complete_connect(
                     }
                 }
                 Refused::Credential => StoreError::CredentialConflict {
-                    actual: get_credential(pool, owner, &provider)
+                    actual: get_credential(&pools.read, owner, &provider)
                         .await?
                         .map(|c| c.record_version),
                     provider,

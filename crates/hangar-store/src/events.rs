@@ -18,6 +18,7 @@ use sqlx::AnyPool;
 
 use crate::codec::{boot_stage_from_str, col, ms, parse, ts};
 use crate::error::StoreError;
+use crate::Pools;
 
 const EVENT_COLUMNS: &str =
     "id, at, kind, severity, message, sandbox_id, node_id, user_id, connect_session_id, stage";
@@ -65,11 +66,15 @@ fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
 #[derive(Clone, Copy, Debug)]
 pub struct EventRepo<'a> {
     pool: &'a AnyPool,
+    write: &'a AnyPool,
 }
 
 impl<'a> EventRepo<'a> {
-    pub(crate) fn new(pool: &'a AnyPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pools: &'a Pools) -> Self {
+        Self {
+            pool: &pools.read,
+            write: &pools.write,
+        }
     }
 
     /// Records one event. Errors: [`StoreError::Duplicate`] for a reused id,
@@ -88,7 +93,7 @@ impl<'a> EventRepo<'a> {
         .bind(event.user_id.map(|id| id.to_string()))
         .bind(event.connect_session_id.map(|id| id.to_string()))
         .bind(event.stage.map(|s| s.as_str()))
-        .execute(self.pool)
+        .execute(self.write)
         .await
         .map_err(StoreError::from_write("event"))?;
         Ok(())
@@ -155,7 +160,7 @@ impl<'a> EventRepo<'a> {
     pub async fn prune(&self, older_than: Timestamp, keep: u32) -> Result<u64, StoreError> {
         let mut deleted = sqlx::query("DELETE FROM events WHERE at < $1")
             .bind(ms(older_than))
-            .execute(self.pool)
+            .execute(self.write)
             .await?
             .rows_affected();
         // The newest event that falls outside the `keep` newest; it and all older ones go.
@@ -168,7 +173,7 @@ impl<'a> EventRepo<'a> {
             deleted += sqlx::query("DELETE FROM events WHERE at < $1 OR (at = $1 AND id <= $2)")
                 .bind(at)
                 .bind(id)
-                .execute(self.pool)
+                .execute(self.write)
                 .await?
                 .rows_affected();
         }

@@ -67,6 +67,10 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 /// SQLite's wait for a locked database, in milliseconds (`PRAGMA busy_timeout`).
 pub const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 
+/// How long a PostgreSQL connection may sit idle in the pool before it is pinged on the way
+/// out (a connection in steady use is not: the ping would double every query's round trips).
+pub const POSTGRES_PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// Which database a [`Store`] talks to, chosen by the URL's scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dialect {
@@ -96,7 +100,8 @@ impl Dialect {
 /// `statement_timeout`, and running migrations by `migrate_timeout`.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// Most connections in the pool (forced to 1 for `sqlite::memory:`).
+    /// Most connections open at once (forced to 1 for `sqlite::memory:`). On a SQLite file
+    /// with 2 or more, one of them is the writer's and the rest are for reads.
     pub max_connections: u32,
     /// Longest wait for a pooled connection, including opening a new one.
     pub acquire_timeout: Duration,
@@ -129,12 +134,35 @@ pub struct PoolStats {
     pub max: u32,
 }
 
-/// The store: a connection pool over SQLite or PostgreSQL, migrated to the current schema.
-/// Cheap to clone (the pool is shared).
+/// The store: connection pools over SQLite or PostgreSQL, migrated to the current schema.
+/// Cheap to clone (the pools are shared).
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: AnyPool,
-    dialect: Dialect,
+    pools: Pools,
+}
+
+/// The pools a repository goes through: `read` for reads, `write` for every statement that
+/// changes a row and every transaction.
+///
+/// On PostgreSQL, in memory, and with a one-connection limit both are the same pool. On a
+/// SQLite file, `write` holds exactly one connection: SQLite lets one writer in at a time, and writers that queue for the pool
+/// (first come, first served, within the acquire timeout) wait only as long as the writer
+/// before them, where writers racing for the file lock would sleep in SQLite's busy handler in
+/// steps of up to 100 ms. Reads keep their own connections (WAL lets them run beside the
+/// writer). Only another process writing the same file still meets the busy handler.
+#[derive(Clone, Debug)]
+pub(crate) struct Pools {
+    pub(crate) read: AnyPool,
+    pub(crate) write: AnyPool,
+    /// For the few writes whose fastest form differs between the databases.
+    pub(crate) dialect: Dialect,
+}
+
+impl Pools {
+    /// Whether reads and writes share one pool.
+    fn shared(&self) -> bool {
+        std::ptr::eq(self.read.options(), self.write.options())
+    }
 }
 
 static MEMORY_DB_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -156,12 +184,19 @@ impl Store {
     pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::from_url(url)?;
+        // sqlx pings every connection it hands out by default: a second round trip for every
+        // query. A SQLite file cannot drop its connection; a PostgreSQL connection is checked
+        // only after it sat idle (HikariCP's rule), and one that broke since fails its query.
         let mut pool_options = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.acquire_timeout);
+            .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false);
+        // A SQLite file with room for two connections gets its own writer (see [`Pools`]).
+        let mut own_writer = false;
         let url = match dialect {
             Dialect::Sqlite => {
                 let (url, in_memory) = sqlite_url(url);
+                own_writer = !in_memory && options.max_connections >= 2;
                 if in_memory {
                     // Each connection to `:memory:` is its own database: keep exactly one,
                     // forever, so the data lives as long as the store.
@@ -191,23 +226,52 @@ impl Store {
             }
             Dialect::Postgres => {
                 let statement_ms = options.statement_timeout.as_millis();
-                pool_options = pool_options.after_connect(move |conn, _meta| {
-                    Box::pin(async move {
-                        conn.execute(format!("SET statement_timeout = {statement_ms}").as_str())
+                pool_options = pool_options
+                    .after_connect(move |conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute(
+                                format!("SET statement_timeout = {statement_ms}").as_str(),
+                            )
                             .await?;
-                        Ok(())
+                            Ok(())
+                        })
                     })
-                });
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= POSTGRES_PING_AFTER_IDLE {
+                                conn.ping().await?;
+                            }
+                            Ok(true)
+                        })
+                    });
                 url.to_owned()
             }
         };
         let connect_options: AnyConnectOptions = url.parse()?;
-        let pool = pool_options.connect_with(connect_options).await?;
+        let pools = if own_writer {
+            let writer_options = pool_options.clone().max_connections(1);
+            let read = pool_options
+                .max_connections(options.max_connections - 1)
+                .connect_with(connect_options.clone())
+                .await?;
+            Pools {
+                write: writer_options.connect_with(connect_options).await?,
+                read,
+                dialect,
+            }
+        } else {
+            let pool = pool_options.connect_with(connect_options).await?;
+            Pools {
+                write: pool.clone(),
+                read: pool,
+                dialect,
+            }
+        };
         let migrator = match dialect {
             Dialect::Sqlite => &SQLITE_MIGRATOR,
             Dialect::Postgres => &POSTGRES_MIGRATOR,
         };
-        match tokio::time::timeout(options.migrate_timeout, migrator.run(&pool)).await {
+        match tokio::time::timeout(options.migrate_timeout, migrator.run(&pools.write)).await {
             Ok(result) => result.map_err(StoreError::Migrate)?,
             Err(_) => {
                 return Err(StoreError::Timeout {
@@ -216,7 +280,7 @@ impl Store {
             }
         }
         tracing::debug!(?dialect, "store connected and migrated");
-        Ok(Store { pool, dialect })
+        Ok(Store { pools })
     }
 
     /// The `sqlite:` URL of the database file at `path` (absolute, as `hangar up` uses it),
@@ -237,74 +301,87 @@ impl Store {
 
     /// Users.
     pub fn users(&self) -> UserRepo<'_> {
-        UserRepo::new(&self.pool)
+        UserRepo::new(&self.pools)
     }
 
     /// Personal access tokens (hashes only).
     pub fn tokens(&self) -> TokenRepo<'_> {
-        TokenRepo::new(&self.pool)
+        TokenRepo::new(&self.pools)
     }
 
     /// The OAuth authorization server's clients, grants, codes, tokens, device codes and
     /// signing keys.
     pub fn oauth(&self) -> OAuthRepo<'_> {
-        OAuthRepo::new(&self.pool)
+        OAuthRepo::new(&self.pools)
     }
 
     /// Sandbox records and their compare-and-set lifecycle changes.
     pub fn sandboxes(&self) -> SandboxRepo<'_> {
-        SandboxRepo::new(&self.pool)
+        SandboxRepo::new(&self.pools)
     }
 
     /// Operational events (bounded by [`EventRepo::prune`]).
     pub fn events(&self) -> EventRepo<'_> {
-        EventRepo::new(&self.pool)
+        EventRepo::new(&self.pools)
     }
 
-    /// The connection pool's figures right now, for monitoring (`GET /metrics`). No I/O.
+    /// The pools' figures right now (both together where reads and writes have their own),
+    /// for monitoring (`GET /metrics`). No I/O.
     pub fn pool_stats(&self) -> PoolStats {
-        let open = self.pool.size();
-        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        let of = |pool: &AnyPool| {
+            let open = pool.size();
+            let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+            PoolStats {
+                open,
+                idle: idle.min(open),
+                max: pool.options().get_max_connections(),
+            }
+        };
+        let read = of(&self.pools.read);
+        if self.pools.shared() {
+            return read;
+        }
+        let write = of(&self.pools.write);
         PoolStats {
-            open,
-            idle: idle.min(open),
-            max: self.pool.options().get_max_connections(),
+            open: read.open + write.open,
+            idle: read.idle + write.idle,
+            max: read.max + write.max,
         }
     }
 
     /// Nodes and their heartbeats.
     pub fn nodes(&self) -> NodeRepo<'_> {
-        NodeRepo::new(&self.pool)
+        NodeRepo::new(&self.pools)
     }
 
     /// Health history: raw samples, their aggregates, downsampling and retention.
     pub fn metrics(&self) -> MetricsRepo<'_> {
-        MetricsRepo::new(&self.pool)
+        MetricsRepo::new(&self.pools)
     }
 
     /// Connect sessions and their compare-and-set lifecycle changes.
     pub fn connect_sessions(&self) -> ConnectSessionRepo<'_> {
-        ConnectSessionRepo::new(&self.pool)
+        ConnectSessionRepo::new(&self.pools)
     }
 
     /// Sealed credentials (opaque bytes; the store never opens them).
     pub fn credentials(&self) -> CredentialRepo<'_> {
-        CredentialRepo::new(&self.pool)
+        CredentialRepo::new(&self.pools)
     }
 
     /// Browser sessions (hashes only).
     pub fn browser_sessions(&self) -> BrowserSessionRepo<'_> {
-        BrowserSessionRepo::new(&self.pool)
+        BrowserSessionRepo::new(&self.pools)
     }
 
     /// Users' identities at upstream sign-in providers.
     pub fn external_identities(&self) -> ExternalIdentityRepo<'_> {
-        ExternalIdentityRepo::new(&self.pool)
+        ExternalIdentityRepo::new(&self.pools)
     }
 
     /// Sign-ins in progress (single use).
     pub fn signin_states(&self) -> SigninStateRepo<'_> {
-        SigninStateRepo::new(&self.pool)
+        SigninStateRepo::new(&self.pools)
     }
 
     /// Signs a person in with an upstream identity, in **one database transaction**: if
@@ -325,7 +402,7 @@ impl Store {
         new_user: hangar_core::UserId,
         now: Timestamp,
     ) -> Result<SignedInUser, StoreError> {
-        signin::sign_in_external(&self.pool, sign_in, new_user, now).await
+        signin::sign_in_external(&self.pools, sign_in, new_user, now).await
     }
 
     /// Stores the credential a connect session captured and marks that session `completed`,
@@ -367,7 +444,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<(ConnectSession, CredentialRecord), StoreError> {
         credentials::complete_connect(
-            &self.pool,
+            &self.pools,
             session_id,
             from,
             credential,
@@ -380,20 +457,21 @@ impl Store {
     /// One round trip to the database (for `/readyz`), bounded by the acquire timeout (and, on
     /// PostgreSQL, the statement timeout). Errors: [`StoreError::Database`].
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pools.read.acquire().await?;
         conn.ping().await?;
         Ok(())
     }
 
     /// Which database this store talks to.
     pub fn dialect(&self) -> Dialect {
-        self.dialect
+        self.pools.dialect
     }
 
     /// Closes every connection and waits for them to finish. An in-memory SQLite database is
     /// gone afterwards; files and PostgreSQL databases keep their data for the next `connect`.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.pools.read.close().await;
+        self.pools.write.close().await;
     }
 }
 

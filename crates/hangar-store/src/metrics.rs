@@ -22,6 +22,7 @@ use sqlx::{AnyConnection, AnyPool};
 use crate::codec::{col, ms, parse, ts};
 use crate::error::StoreError;
 use crate::nodes::{upsert_node, NodeRecord};
+use crate::Pools;
 
 /// Rows per multi-row `INSERT` (10 columns each; well under both databases' parameter caps).
 const INSERT_CHUNK: usize = 500;
@@ -245,11 +246,15 @@ async fn insert_sandbox_samples(
 #[derive(Clone, Copy, Debug)]
 pub struct MetricsRepo<'a> {
     pool: &'a AnyPool,
+    write: &'a AnyPool,
 }
 
 impl<'a> MetricsRepo<'a> {
-    pub(crate) fn new(pool: &'a AnyPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pools: &'a Pools) -> Self {
+        Self {
+            pool: &pools.read,
+            write: &pools.write,
+        }
     }
 
     /// Records one heartbeat in **one transaction**: the node's record is upserted (as
@@ -265,7 +270,7 @@ impl<'a> MetricsRepo<'a> {
         node_sample: &NodeSample,
         sandboxes: &[(SandboxId, SandboxSample)],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         upsert_node(&mut tx, node).await?;
         insert_node_sample(&mut tx, node.id, node_sample).await?;
         insert_sandbox_samples(&mut tx, sandboxes).await?;
@@ -279,7 +284,7 @@ impl<'a> MetricsRepo<'a> {
         &self,
         samples: &[(SandboxId, SandboxSample)],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         insert_sandbox_samples(&mut tx, samples).await?;
         tx.commit().await?;
         Ok(())
@@ -295,7 +300,7 @@ impl<'a> MetricsRepo<'a> {
         resolution: Resolution,
         rows: &[SandboxSample],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         for chunk in rows.chunks(INSERT_CHUNK) {
             let sql = format!(
                 "INSERT INTO sandbox_samples (sandbox_id, resolution_s, at, {SANDBOX_VALUES}) \
@@ -435,7 +440,7 @@ impl<'a> MetricsRepo<'a> {
             };
             let step_ms = target.seconds() * 1000;
             let until = now.unix_ms().div_euclid(step_ms) * step_ms;
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.write.begin().await?;
             let done: Option<i64> =
                 sqlx::query_scalar("SELECT done_until FROM metric_rollups WHERE resolution_s = $1")
                     .bind(target.seconds())
@@ -511,7 +516,7 @@ impl<'a> MetricsRepo<'a> {
                 ))
                 .bind(resolution.seconds())
                 .bind(cutoff)
-                .execute(self.pool)
+                .execute(self.write)
                 .await?;
                 report.deleted += done.rows_affected();
             }

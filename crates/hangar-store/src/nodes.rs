@@ -7,6 +7,7 @@ use sqlx::{AnyConnection, AnyPool};
 
 use crate::codec::{col, decode_strings, encode_strings, ms, parse, ts};
 use crate::error::StoreError;
+use crate::Pools;
 
 /// One node as the control plane knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,18 +69,22 @@ fn node_from_row(row: &AnyRow) -> Result<NodeRecord, StoreError> {
 #[derive(Clone, Copy, Debug)]
 pub struct NodeRepo<'a> {
     pool: &'a AnyPool,
+    write: &'a AnyPool,
 }
 
 impl<'a> NodeRepo<'a> {
-    pub(crate) fn new(pool: &'a AnyPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pools: &'a Pools) -> Self {
+        Self {
+            pool: &pools.read,
+            write: &pools.write,
+        }
     }
 
     /// Registers a node or refreshes it (a heartbeat): inserts it, or, if the id exists,
     /// overwrites name, address, drivers and `last_heartbeat_at` while keeping the first
     /// `created_at`. Returns the record as stored.
     pub async fn upsert(&self, node: &NodeRecord) -> Result<NodeRecord, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.write.acquire().await?;
         upsert_node(&mut conn, node).await?;
         drop(conn);
         self.get(node.id).await?.ok_or(StoreError::NotFound)

@@ -14,6 +14,8 @@
 //! tokens, so two concurrent redemptions of one code (or rotations of one refresh token) can
 //! never both succeed: the loser gets [`StoreError::Stale`] and nothing is written.
 
+use std::fmt::Write as _;
+
 use std::fmt;
 
 use hangar_core::{GrantId, Timestamp, UserId};
@@ -29,6 +31,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 use crate::codec::{col, ms, opt_ms, opt_ts, parse, ts, u32_col};
 use crate::error::StoreError;
 use crate::users::{user_from_row, User};
+use crate::{Dialect, Pools};
 
 /// A grant with its client's name, as the person's "linked apps" list shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -394,32 +397,78 @@ fn key_from_row(row: &AnyRow) -> Result<SigningKeyRecord, StoreError> {
     })
 }
 
+/// The columns [`token_rows`] fills, in its order (`rotated_at` and `revoked_at` start NULL).
+const NEW_TOKEN_COLUMNS: &str = "token_hash, kind, grant_id, client_id, user_id, family, \
+     scopes, auth_time, created_at, expires_at";
+
+/// `($first, ..., $first+9), (...)`: one row of [`NEW_TOKEN_COLUMNS`] placeholders per token,
+/// numbered from `$first`, for [`bind_tokens`].
+fn token_rows(count: usize, first: usize) -> String {
+    let mut rows = String::new();
+    for i in 0..count {
+        let p = first + i * 10;
+        if i > 0 {
+            rows.push_str(", ");
+        }
+        rows.push('(');
+        for column in 0..10 {
+            if column > 0 {
+                rows.push_str(", ");
+            }
+            let _ = write!(rows, "${}", p + column);
+        }
+        rows.push(')');
+    }
+    rows
+}
+
+/// Binds `tokens` in the order of [`token_rows`].
+fn bind_tokens<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    tokens: &[NewOAuthToken],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for t in tokens {
+        query = query
+            .bind(t.hash.to_hex())
+            .bind(t.kind.as_str())
+            .bind(t.grant_id.to_string())
+            .bind(t.client_id.as_str().to_owned())
+            .bind(t.user.to_string())
+            .bind(t.family.to_hex())
+            .bind(t.scopes.to_string())
+            .bind(ms(t.auth_time))
+            .bind(ms(t.created_at))
+            .bind(opt_ms(t.expires_at));
+    }
+    query
+}
+
 async fn insert_tokens(
     tx: &mut Transaction<'_, Any>,
     tokens: &[NewOAuthToken],
 ) -> Result<(), StoreError> {
-    for t in tokens {
-        sqlx::query(
-            "INSERT INTO oauth_tokens (token_hash, kind, grant_id, client_id, user_id, family, \
-             scopes, auth_time, created_at, expires_at, rotated_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL)",
-        )
-        .bind(t.hash.to_hex())
-        .bind(t.kind.as_str())
-        .bind(t.grant_id.to_string())
-        .bind(t.client_id.as_str())
-        .bind(t.user.to_string())
-        .bind(t.family.to_hex())
-        .bind(t.scopes.to_string())
-        .bind(ms(t.auth_time))
-        .bind(ms(t.created_at))
-        .bind(opt_ms(t.expires_at))
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    // One statement for all of them (an access token and its refresh token): a round trip
+    // per statement is most of the cost of a refresh.
+    let sql = format!(
+        "INSERT INTO oauth_tokens ({NEW_TOKEN_COLUMNS}) VALUES {}",
+        token_rows(tokens.len(), 1)
+    );
+    bind_tokens(sqlx::query(&sql), tokens)
         .execute(&mut **tx)
         .await
         .map_err(StoreError::from_write("oauth token"))?;
-    }
     Ok(())
 }
+
+/// The compare-and-set of [`OAuthRepo::rotate_refresh`]: `$1` the token hash, `$2` now.
+const ROTATE_REFRESH: &str = "UPDATE oauth_tokens SET rotated_at = $2 \
+     WHERE token_hash = $1 AND kind = 'refresh' AND rotated_at IS NULL \
+     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) \
+     AND EXISTS (SELECT 1 FROM oauth_grants g \
+                 WHERE g.id = oauth_tokens.grant_id AND g.revoked_at IS NULL)";
 
 /// Revokes a grant and every token of it, through any executor.
 async fn revoke_grant_in<'e, E>(
@@ -445,11 +494,17 @@ where
 #[derive(Clone, Copy, Debug)]
 pub struct OAuthRepo<'a> {
     pool: &'a AnyPool,
+    write: &'a AnyPool,
+    dialect: Dialect,
 }
 
 impl<'a> OAuthRepo<'a> {
-    pub(crate) fn new(pool: &'a AnyPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pools: &'a Pools) -> Self {
+        Self {
+            pool: &pools.read,
+            write: &pools.write,
+            dialect: pools.dialect,
+        }
     }
 
     // ---- clients ----
@@ -472,7 +527,7 @@ impl<'a> OAuthRepo<'a> {
         .bind(client.scopes.to_string())
         .bind(grants)
         .bind(ms(client.created_at))
-        .execute(self.pool)
+        .execute(self.write)
         .await
         .map_err(StoreError::from_write("oauth client"))?;
         Ok(())
@@ -504,7 +559,7 @@ impl<'a> OAuthRepo<'a> {
     pub async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM oauth_clients WHERE id = $1")
             .bind(id.as_str())
-            .execute(self.pool)
+            .execute(self.write)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -533,7 +588,7 @@ impl<'a> OAuthRepo<'a> {
                 .bind(merged.to_string())
                 .bind(ms(now))
                 .bind(live.scopes.to_string())
-                .execute(self.pool)
+                .execute(self.write)
                 .await?;
                 if done.rows_affected() == 1 {
                     return Ok(GrantRecord {
@@ -553,7 +608,7 @@ impl<'a> OAuthRepo<'a> {
             .bind(client.as_str())
             .bind(scopes.to_string())
             .bind(ms(now))
-            .execute(self.pool)
+            .execute(self.write)
             .await
             .map_err(StoreError::from_write("oauth grant"));
             match inserted {
@@ -619,7 +674,7 @@ impl<'a> OAuthRepo<'a> {
         id: GrantId,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         let done = sqlx::query(
             "UPDATE oauth_grants SET revoked_at = $2 \
              WHERE id = $1 AND revoked_at IS NULL AND ($3 IS NULL OR user_id = $3)",
@@ -664,7 +719,7 @@ impl<'a> OAuthRepo<'a> {
         .bind(ms(code.created_at))
         .bind(ms(code.expires_at))
         .bind(opt_ms(code.redeemed_at))
-        .execute(self.pool)
+        .execute(self.write)
         .await
         .map_err(StoreError::from_write("oauth code"))?;
         Ok(())
@@ -695,7 +750,7 @@ impl<'a> OAuthRepo<'a> {
         now: Timestamp,
         tokens: &[NewOAuthToken],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         let done = sqlx::query(
             "UPDATE oauth_codes SET redeemed_at = $2 \
              WHERE code_hash = $1 AND redeemed_at IS NULL AND expires_at > $2 \
@@ -727,7 +782,7 @@ impl<'a> OAuthRepo<'a> {
         )
         .bind(family.to_hex())
         .bind(ms(now))
-        .execute(self.pool)
+        .execute(self.write)
         .await?;
         Ok(done.rows_affected())
     }
@@ -736,7 +791,7 @@ impl<'a> OAuthRepo<'a> {
 
     /// Stores tokens (outside a redemption; tests and tools).
     pub async fn insert_tokens(&self, tokens: &[NewOAuthToken]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         insert_tokens(&mut tx, tokens).await?;
         tx.commit().await?;
         Ok(())
@@ -774,37 +829,85 @@ impl<'a> OAuthRepo<'a> {
         rows.iter().map(token_from_row).collect()
     }
 
-    /// Rotates a refresh token, in **one transaction**: the old token is marked rotated as a
+    /// Rotates a refresh token, atomically: the old token is marked rotated as a
     /// compare-and-set (it must be a refresh token, unrotated, unrevoked, unexpired at `now`,
-    /// with a live grant), then `tokens` are inserted. Errors: [`StoreError::Stale`] if the
-    /// compare-and-set lost (nothing is written).
+    /// with a live grant), and `tokens` are inserted only if it won. Errors:
+    /// [`StoreError::Stale`] if the compare-and-set lost (nothing is written).
+    ///
+    /// This is the hot write of the token endpoint, so it is one round trip: on PostgreSQL one
+    /// statement (the update in a data-modifying `WITH`, the insert conditional on it); on
+    /// SQLite, inside a transaction, one batch of two statements, the insert conditional on
+    /// `changes()` of the update.
     pub async fn rotate_refresh(
         &self,
         hash: &SecretHash,
         now: Timestamp,
         tokens: &[NewOAuthToken],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE oauth_tokens SET rotated_at = $2 \
-             WHERE token_hash = $1 AND kind = 'refresh' AND rotated_at IS NULL \
-             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) \
-             AND EXISTS (SELECT 1 FROM oauth_grants g \
-                         WHERE g.id = oauth_tokens.grant_id AND g.revoked_at IS NULL)",
-        )
-        .bind(hash.to_hex())
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Err(StoreError::Stale {
-                what: "refresh token",
-            });
+        let stale = || StoreError::Stale {
+            what: "refresh token",
+        };
+        if tokens.is_empty() {
+            let done = sqlx::query(ROTATE_REFRESH)
+                .bind(hash.to_hex())
+                .bind(ms(now))
+                .execute(self.write)
+                .await?;
+            return if done.rows_affected() == 1 {
+                Ok(())
+            } else {
+                Err(stale())
+            };
         }
-        insert_tokens(&mut tx, tokens).await?;
-        tx.commit().await?;
-        Ok(())
+        let rows = token_rows(tokens.len(), 3);
+        let (sql, won) = match self.dialect {
+            Dialect::Postgres => (
+                format!(
+                    "WITH rotated AS ({ROTATE_REFRESH} RETURNING 1) \
+                     INSERT INTO oauth_tokens ({NEW_TOKEN_COLUMNS}) \
+                     SELECT * FROM (VALUES {rows}) AS v WHERE EXISTS (SELECT 1 FROM rotated)"
+                ),
+                tokens.len() as u64,
+            ),
+            // sqlx-sqlite binds `$N` by number in every statement of the batch, and reports
+            // the changes of both statements together.
+            Dialect::Sqlite => (
+                format!(
+                    "{ROTATE_REFRESH}; \
+                     INSERT INTO oauth_tokens ({NEW_TOKEN_COLUMNS}) \
+                     SELECT * FROM (VALUES {rows}) WHERE changes() = 1"
+                ),
+                1 + tokens.len() as u64,
+            ),
+        };
+        let query = bind_tokens(sqlx::query(&sql).bind(hash.to_hex()).bind(ms(now)), tokens);
+        let changed = match self.dialect {
+            Dialect::Postgres => query
+                .execute(self.write)
+                .await
+                .map_err(StoreError::from_write("oauth token"))?
+                .rows_affected(),
+            Dialect::Sqlite => {
+                let mut tx = self.write.begin().await?;
+                let changed = query
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_write("oauth token"))?
+                    .rows_affected();
+                if changed == won {
+                    tx.commit().await?;
+                }
+                changed
+            }
+        };
+        match changed {
+            0 => Err(stale()),
+            n if n == won => Ok(()),
+            n => Err(StoreError::corrupt(
+                "oauth_tokens",
+                format!("a refresh rotation changed {n} rows, not {won}"),
+            )),
+        }
     }
 
     /// Revokes one token. Returns whether it was live before.
@@ -818,7 +921,7 @@ impl<'a> OAuthRepo<'a> {
         )
         .bind(hash.to_hex())
         .bind(ms(now))
-        .execute(self.pool)
+        .execute(self.write)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -848,7 +951,7 @@ impl<'a> OAuthRepo<'a> {
             i64::try_from(device.version)
                 .map_err(|_| StoreError::OutOfRange { what: "version" })?,
         )
-        .execute(self.pool)
+        .execute(self.write)
         .await
         .map_err(StoreError::from_write("device code"))?;
         Ok(())
@@ -907,7 +1010,7 @@ impl<'a> OAuthRepo<'a> {
         .bind(answered_by.map(|(u, _, _)| u.to_string()))
         .bind(answered_by.map(|(_, g, _)| g.to_string()))
         .bind(answered_by.map(|(_, _, t)| ms(t)))
-        .execute(self.pool)
+        .execute(self.write)
         .await?;
         if done.rows_affected() == 1 {
             Ok(())
@@ -937,7 +1040,7 @@ impl<'a> OAuthRepo<'a> {
         .bind(version)
         .bind(ms(now))
         .bind(i64::from(interval_s))
-        .execute(self.pool)
+        .execute(self.write)
         .await?;
         if done.rows_affected() == 1 {
             Ok(())
@@ -960,7 +1063,7 @@ impl<'a> OAuthRepo<'a> {
     ) -> Result<(), StoreError> {
         let version =
             i64::try_from(version).map_err(|_| StoreError::OutOfRange { what: "version" })?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         let done = sqlx::query(
             "UPDATE oauth_device_codes SET state = 'redeemed', version = version + 1, \
              last_polled_at = $3 \
@@ -992,7 +1095,7 @@ impl<'a> OAuthRepo<'a> {
         key: &SigningKeyRecord,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         sqlx::query("UPDATE oauth_signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
             .bind(ms(now))
             .execute(&mut *tx)
@@ -1041,7 +1144,7 @@ impl<'a> OAuthRepo<'a> {
         .bind(old.to_vec())
         .bind(sealed.to_vec())
         .bind(i64::from(kek_version))
-        .execute(self.pool)
+        .execute(self.write)
         .await?;
         Ok(done.rows_affected() == 1)
     }

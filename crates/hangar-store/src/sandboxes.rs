@@ -33,6 +33,7 @@ use crate::codec::{
     u32_col,
 };
 use crate::error::StoreError;
+use crate::Pools;
 
 /// Extra field updates applied in the same compare-and-set as a state change.
 /// `Default` changes nothing but the state (and `updated_at`).
@@ -117,11 +118,15 @@ fn retention_columns(policy: RetentionPolicy) -> (&'static str, Option<i64>) {
 #[derive(Clone, Copy, Debug)]
 pub struct SandboxRepo<'a> {
     pool: &'a AnyPool,
+    write: &'a AnyPool,
 }
 
 impl<'a> SandboxRepo<'a> {
-    pub(crate) fn new(pool: &'a AnyPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pools: &'a Pools) -> Self {
+        Self {
+            pool: &pools.read,
+            write: &pools.write,
+        }
     }
 
     /// Records a new sandbox exactly as given (any state; normally `creating`).
@@ -158,7 +163,7 @@ impl<'a> SandboxRepo<'a> {
         .bind(ms(sandbox.created_at))
         .bind(ms(sandbox.updated_at))
         .bind(sandbox.network.as_str())
-        .execute(self.pool)
+        .execute(self.write)
         .await
         .map_err(StoreError::from_write("sandbox"))?;
         Ok(())
@@ -304,7 +309,7 @@ impl<'a> SandboxRepo<'a> {
         )
         .bind(id.to_string())
         .bind(ms(now))
-        .execute(self.pool)
+        .execute(self.write)
         .await?;
         if done.rows_affected() == 1 {
             return Ok(true);
@@ -360,7 +365,7 @@ impl<'a> SandboxRepo<'a> {
             .bind(id.to_string())
             .bind(expected.as_str())
             .bind(version)
-            .execute(self.pool)
+            .execute(self.write)
             .await?;
             if done.rows_affected() == 1 {
                 return Ok(sandbox);

@@ -17,6 +17,7 @@ use sqlx::{Any, AnyPool, Transaction};
 use crate::codec::{col, ms, opt_ts, parse, ts};
 use crate::error::StoreError;
 use crate::users::{user_from_row, User};
+use crate::Pools;
 
 fn hash_from_hex(what: &'static str, text: &str) -> Result<[u8; 32], StoreError> {
     let mut hash = [0u8; 32];
@@ -86,11 +87,15 @@ fn session_from_row(row: &AnyRow) -> Result<BrowserSessionRecord, StoreError> {
 #[derive(Clone, Copy, Debug)]
 pub struct BrowserSessionRepo<'a> {
     pool: &'a AnyPool,
+    write: &'a AnyPool,
 }
 
 impl<'a> BrowserSessionRepo<'a> {
-    pub(crate) fn new(pool: &'a AnyPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pools: &'a Pools) -> Self {
+        Self {
+            pool: &pools.read,
+            write: &pools.write,
+        }
     }
 
     /// Records a new session. Errors: [`StoreError::Duplicate`] (`what: "browser session"`)
@@ -107,7 +112,7 @@ impl<'a> BrowserSessionRepo<'a> {
         .bind(ms(session.expires_at))
         .bind(ms(session.last_seen_at))
         .bind(session.revoked_at.map(ms))
-        .execute(self.pool)
+        .execute(self.write)
         .await
         .map_err(StoreError::from_write("browser session"))?;
         Ok(())
@@ -178,7 +183,7 @@ impl<'a> BrowserSessionRepo<'a> {
         )
         .bind(hex::encode(hash))
         .bind(ms(now))
-        .execute(self.pool)
+        .execute(self.write)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -190,7 +195,7 @@ impl<'a> BrowserSessionRepo<'a> {
         )
         .bind(id.to_string())
         .bind(ms(now))
-        .execute(self.pool)
+        .execute(self.write)
         .await?;
         Ok(())
     }
@@ -262,8 +267,8 @@ pub struct ExternalIdentityRepo<'a> {
 }
 
 impl<'a> ExternalIdentityRepo<'a> {
-    pub(crate) fn new(pool: &'a AnyPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pools: &'a Pools) -> Self {
+        Self { pool: &pools.read }
     }
 
     /// The identity `(provider, subject)` and its user, if linked.
@@ -328,14 +333,14 @@ const NAME_SUFFIXES: u32 = 1000;
 
 /// See [`crate::Store::sign_in_external`].
 pub(crate) async fn sign_in_external(
-    pool: &AnyPool,
+    pools: &Pools,
     sign_in: &ExternalSignIn,
     new_user: UserId,
     now: Timestamp,
 ) -> Result<SignedInUser, StoreError> {
     let mut last = None;
     for _ in 0..SIGN_IN_ATTEMPTS {
-        let mut tx = pool.begin().await?;
+        let mut tx = pools.write.begin().await?;
         match sign_in_once(&mut tx, sign_in, new_user, now).await {
             Ok(done) => {
                 tx.commit().await?;
@@ -507,11 +512,15 @@ fn state_from_row(row: &AnyRow) -> Result<SigninState, StoreError> {
 #[derive(Clone, Copy, Debug)]
 pub struct SigninStateRepo<'a> {
     pool: &'a AnyPool,
+    write: &'a AnyPool,
 }
 
 impl<'a> SigninStateRepo<'a> {
-    pub(crate) fn new(pool: &'a AnyPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pools: &'a Pools) -> Self {
+        Self {
+            pool: &pools.read,
+            write: &pools.write,
+        }
     }
 
     /// Records a sign-in in progress. Errors: [`StoreError::Duplicate`] (`what: "signin
@@ -528,7 +537,7 @@ impl<'a> SigninStateRepo<'a> {
         .bind(ms(state.created_at))
         .bind(ms(state.expires_at))
         .bind(state.used_at.map(ms))
-        .execute(self.pool)
+        .execute(self.write)
         .await
         .map_err(StoreError::from_write("signin state"))?;
         Ok(())
@@ -550,7 +559,7 @@ impl<'a> SigninStateRepo<'a> {
         )
         .bind(hash.as_str())
         .bind(ms(now))
-        .execute(self.pool)
+        .execute(self.write)
         .await?;
         let found = self.get(state_hash).await?;
         Ok(match found {
@@ -576,7 +585,7 @@ impl<'a> SigninStateRepo<'a> {
     pub async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM signin_states WHERE expires_at < $1")
             .bind(ms(before))
-            .execute(self.pool)
+            .execute(self.write)
             .await?;
         Ok(done.rows_affected())
     }

@@ -15,6 +15,7 @@ use sqlx::AnyPool;
 use crate::codec::{col, ms, opt_ms, opt_ts, parse, ts};
 use crate::error::StoreError;
 use crate::users::{user_from_row, User};
+use crate::Pools;
 
 /// One personal access token, as stored (no secret).
 #[derive(Clone, PartialEq, Eq)]
@@ -91,11 +92,15 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
 #[derive(Clone, Copy, Debug)]
 pub struct TokenRepo<'a> {
     pool: &'a AnyPool,
+    write: &'a AnyPool,
 }
 
 impl<'a> TokenRepo<'a> {
-    pub(crate) fn new(pool: &'a AnyPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pools: &'a Pools) -> Self {
+        Self {
+            pool: &pools.read,
+            write: &pools.write,
+        }
     }
 
     /// Records a new token. Errors: [`StoreError::Duplicate`] (`what: "token"`) if the id or
@@ -114,7 +119,7 @@ impl<'a> TokenRepo<'a> {
         .bind(opt_ms(token.revoked_at))
         .bind(opt_ms(token.last_used_at))
         .bind(token.scopes.as_ref().map(ToString::to_string))
-        .execute(self.pool)
+        .execute(self.write)
         .await
         .map_err(StoreError::from_write("token"))?;
         Ok(())
@@ -171,7 +176,7 @@ impl<'a> TokenRepo<'a> {
         .bind(id.to_string())
         .bind(user.to_string())
         .bind(ms(now))
-        .execute(self.pool)
+        .execute(self.write)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -185,7 +190,7 @@ impl<'a> TokenRepo<'a> {
         )
         .bind(id.to_string())
         .bind(ms(now))
-        .execute(self.pool)
+        .execute(self.write)
         .await?;
         Ok(())
     }

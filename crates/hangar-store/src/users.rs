@@ -6,6 +6,7 @@ use sqlx::AnyPool;
 
 use crate::codec::{bool_col, col, ms, parse, ts};
 use crate::error::StoreError;
+use crate::Pools;
 
 /// One user (a human or a service account).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,11 +44,15 @@ pub(crate) fn user_from_row(row: &AnyRow, prefixed: bool) -> Result<User, StoreE
 #[derive(Clone, Copy, Debug)]
 pub struct UserRepo<'a> {
     pool: &'a AnyPool,
+    write: &'a AnyPool,
 }
 
 impl<'a> UserRepo<'a> {
-    pub(crate) fn new(pool: &'a AnyPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pools: &'a Pools) -> Self {
+        Self {
+            pool: &pools.read,
+            write: &pools.write,
+        }
     }
 
     /// Records a new user. Errors: [`StoreError::Duplicate`] (`what: "user"`) if the name or the
@@ -58,7 +63,7 @@ impl<'a> UserRepo<'a> {
             .bind(user.name.as_str())
             .bind(i64::from(user.is_admin))
             .bind(ms(user.created_at))
-            .execute(self.pool)
+            .execute(self.write)
             .await
             .map_err(StoreError::from_write("user"))?;
         Ok(())

@@ -420,6 +420,81 @@ async fn refresh_rotation_has_one_winner(db: TestDb) {
     assert_eq!(live, 1);
 }
 
+/// A rotation writes all or nothing: an insert that fails leaves the old refresh token
+/// usable, and an expired token or a revoked grant rotates nothing.
+async fn refresh_rotation_is_all_or_nothing(db: TestDb) {
+    let store = db.store().await;
+    let (user, app, grant) = fixture(&store).await;
+    let mut short = token(2, TokenKind::Refresh, grant, &app, user.id, hash(1));
+    short.expires_at = Some(at(100));
+    store
+        .oauth()
+        .insert_tokens(&[
+            short,
+            token(3, TokenKind::Refresh, grant, &app, user.id, hash(1)),
+            token(4, TokenKind::Access, grant, &app, user.id, hash(1)),
+        ])
+        .await
+        .expect("tokens");
+    let pair = |a: u8, b: u8| {
+        vec![
+            token(a, TokenKind::Access, grant, &app, user.id, hash(1)),
+            token(b, TokenKind::Refresh, grant, &app, user.id, hash(1)),
+        ]
+    };
+    // The new refresh token's hash is taken: the insert fails, so the rotation is undone.
+    let failed = store
+        .oauth()
+        .rotate_refresh(&hash(3), at(10), &pair(20, 4))
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(
+        !matches!(failed, Err(StoreError::Stale { .. })),
+        "{failed:?}"
+    );
+    let old = store.oauth().find_token(&hash(3)).await.expect("find");
+    assert_eq!(old.map(|t| t.rotated_at), Some(None), "still unrotated");
+    assert_eq!(
+        store.oauth().find_token(&hash(20)).await.expect("find"),
+        None
+    );
+    // Expired at `now`: nothing written.
+    assert!(matches!(
+        store
+            .oauth()
+            .rotate_refresh(&hash(2), at(100), &pair(21, 22))
+            .await,
+        Err(StoreError::Stale { .. })
+    ));
+    assert_eq!(
+        store.oauth().find_token(&hash(21)).await.expect("find"),
+        None
+    );
+    // The same token rotates once it is retried with fresh hashes...
+    store
+        .oauth()
+        .rotate_refresh(&hash(3), at(11), &pair(23, 24))
+        .await
+        .expect("rotate");
+    // ...and a token of a revoked grant never does.
+    store
+        .oauth()
+        .revoke_grant(None, grant, at(12))
+        .await
+        .expect("revoke");
+    assert!(matches!(
+        store
+            .oauth()
+            .rotate_refresh(&hash(24), at(13), &pair(25, 26))
+            .await,
+        Err(StoreError::Stale { .. })
+    ));
+    assert_eq!(
+        store.oauth().find_token(&hash(25)).await.expect("find"),
+        None
+    );
+}
+
 async fn device_codes_move_by_compare_and_set(db: TestDb) {
     let store = db.store().await;
     let (user, app, grant) = fixture(&store).await;
@@ -629,6 +704,7 @@ hangar_store::test_both_backends!(
     grants_merge_scopes_and_revoke_their_tokens,
     code_redemption_is_one_transaction_with_one_winner,
     refresh_rotation_has_one_winner,
+    refresh_rotation_is_all_or_nothing,
     device_codes_move_by_compare_and_set,
     signing_keys_rotate_and_pat_scopes_persist,
 );

@@ -9,7 +9,9 @@
 //! `cargo bench -p hangar --bench oauth`). As root, like the tests (the plane's node uses runc).
 //!
 //! Environment: `BENCH_SECONDS` (length of each measured run, default 10),
-//! `BENCH_BACKENDS` (`sqlite,postgres` by default).
+//! `BENCH_BACKENDS` (`sqlite,postgres` by default), `BENCH_OPS` (a comma-separated subset of
+//! `authorization_code,refresh_token,introspection`, all by default) and `BENCH_SERVERS`
+//! (`hangar,oidc-provider` by default; with only one, no ratio is printed).
 //!
 //! Single-use tokens (codes, refresh tokens) come from pools issued before each run: a short
 //! calibration run sizes the pool to 1.5x what the measured run will use, and a run whose pool
@@ -91,6 +93,19 @@ struct WrkResult {
 }
 
 impl WrkResult {
+    /// A server left out by `BENCH_SERVERS`.
+    const NONE: WrkResult = WrkResult {
+        requests: 0,
+        duration_us: 0,
+        not_ok: 0,
+        spent_threads: 0,
+        socket_errors: 0,
+        p50_us: 0,
+        p90_us: 0,
+        p99_us: 0,
+        max_us: 0,
+    };
+
     fn rps(&self) -> f64 {
         self.requests as f64 / (self.duration_us.max(1) as f64 / 1e6)
     }
@@ -180,10 +195,22 @@ async fn bench_backend(
     eprintln!("== {backend}: starting hangar and oidc-provider");
     let mut hangar = Hangar::start(hangar_db.as_ref().map(|db| db.url().to_owned())).await?;
     let mut oidc = OidcProvider::start(&oidc_storage).await?;
+    let ops = std::env::var("BENCH_OPS").unwrap_or_default();
+    let servers = std::env::var("BENCH_SERVERS").unwrap_or_default();
+    let wanted =
+        |list: &str, name: &str| list.is_empty() || list.split(',').any(|w| w.trim() == name);
     let mut rows = Vec::new();
-    for op in Op::ALL {
-        let h = measure(&mut hangar, op, run, work.path()).await?;
-        let o = measure(&mut oidc, op, run, work.path()).await?;
+    for op in Op::ALL.into_iter().filter(|op| wanted(&ops, op.name())) {
+        let h = if wanted(&servers, "hangar") {
+            measure(&mut hangar, op, run, work.path()).await?
+        } else {
+            WrkResult::NONE
+        };
+        let o = if wanted(&servers, "oidc-provider") {
+            measure(&mut oidc, op, run, work.path()).await?
+        } else {
+            WrkResult::NONE
+        };
         eprintln!(
             "{backend} {}: hangar {:.0}/s p99 {:.1} ms, oidc-provider {:.0}/s p99 {:.1} ms",
             op.name(),
@@ -312,9 +339,16 @@ fn table(backend: &str, rows: &[(Op, WrkResult, WrkResult)]) -> String {
     let ms = |us: u64| us as f64 / 1000.0;
     for (op, h, o) in rows {
         for (label, r, ratio) in [
-            ("hangar", h, Some(h.rps() / o.rps().max(1e-9))),
+            (
+                "hangar",
+                h,
+                (o.requests > 0).then(|| h.rps() / o.rps().max(1e-9)),
+            ),
             ("oidc-provider", o, None),
         ] {
+            if r.requests == 0 {
+                continue;
+            }
             let _ = writeln!(
                 s,
                 "| {} | {label} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",

@@ -16,6 +16,7 @@
 //! | [`OAuthService::userinfo`] | OpenID Connect Core section 5.3 |
 //! | [`OAuthService::metadata`], [`OAuthService::jwks`] | 8414, 7517 |
 
+pub mod client_cache;
 pub mod keys;
 pub mod ratelimit;
 pub mod secret_cache;
@@ -323,6 +324,8 @@ pub struct OAuthService {
     limits: RateLimits,
     /// Client secrets that passed Argon2 recently.
     verified: secret_cache::SecretCache,
+    /// Client records read recently.
+    clients: client_cache::ClientCache,
 }
 
 fn secs(d: Duration) -> u64 {
@@ -354,6 +357,7 @@ impl OAuthService {
             config,
             limits,
             verified: secret_cache::SecretCache::default(),
+            clients: client_cache::ClientCache::default(),
         }))
     }
 
@@ -418,7 +422,9 @@ impl OAuthService {
     ) -> Result<(), OAuthManageError> {
         require_admin(caller)?;
         let id: ClientId = id.parse().map_err(|_| OAuthManageError::NotFound)?;
-        if self.store.oauth().delete_client(&id).await? {
+        let removed = self.store.oauth().delete_client(&id).await?;
+        self.clients.forget(&id);
+        if removed {
             tracing::info!(client_id = %id, "oauth client removed");
             Ok(())
         } else {
@@ -436,7 +442,7 @@ impl OAuthService {
         request: &AuthorizationRequest,
     ) -> Result<ValidatedAuthorization, AuthorizeError> {
         let client = match request.client_id.as_deref().map(str::parse::<ClientId>) {
-            Some(Ok(id)) => self.store.oauth().get_client(&id).await.map_err(|e| {
+            Some(Ok(id)) => self.client(&id).await.map_err(|e| {
                 tracing::error!(error = %crate::error::chain(&e), "oauth store error");
                 AuthorizeError::Page(OAuthError::server_error())
             })?,
@@ -457,9 +463,7 @@ impl OAuthService {
             return Err(AccountError::Forbidden.into());
         }
         let client = self
-            .store
-            .oauth()
-            .get_client(&validated.client_id)
+            .client(&validated.client_id)
             .await?
             .ok_or(OAuthManageError::NotFound)?;
         if !client.has_redirect_uri(&validated.redirect_uri)
@@ -551,6 +555,19 @@ impl OAuthService {
 
     // ---- client authentication ----
 
+    /// The registered client `id`, from [`client_cache::ClientCache`] or else the store.
+    async fn client(&self, id: &ClientId) -> Result<Option<OAuthClient>, StoreError> {
+        let now = std::time::Instant::now();
+        if let Some(client) = self.clients.get(id, now) {
+            return Ok(Some(client));
+        }
+        let client = self.store.oauth().get_client(id).await?;
+        if let Some(client) = &client {
+            self.clients.put(client, now);
+        }
+        Ok(client)
+    }
+
     /// Authenticates the client of a token-style request (RFC 6749 section 2.3). Counts the
     /// request against the client's rate limit first. Every failure is `invalid_client`.
     async fn authenticate_client(&self, auth: &ClientAuth) -> Result<OAuthClient, EndpointError> {
@@ -560,9 +577,7 @@ impl OAuthService {
             .parse()
             .map_err(|_| OAuthError::invalid_client())?;
         let client = self
-            .store
-            .oauth()
-            .get_client(&id)
+            .client(&id)
             .await?
             .ok_or_else(OAuthError::invalid_client)?;
         match (client.client_type, auth) {
@@ -1136,9 +1151,7 @@ impl OAuthService {
     ) -> Result<DeviceRequestView, OAuthManageError> {
         let device = self.pending_device(user_code).await?;
         let client = self
-            .store
-            .oauth()
-            .get_client(&device.client_id)
+            .client(&device.client_id)
             .await?
             .ok_or(OAuthManageError::NotFound)?;
         Ok(DeviceRequestView {
