@@ -163,6 +163,68 @@ impl Pools {
     fn shared(&self) -> bool {
         std::ptr::eq(self.read.options(), self.write.options())
     }
+
+    /// Runs `query`, a SQLite batch that is a whole transaction (`BEGIN IMMEDIATE; ...;
+    /// COMMIT`), on a writer connection in one round trip, and returns the rows its statements
+    /// return, in order (count writes with `RETURNING`: sqlx's `rows_affected` of a batch
+    /// counts a `COMMIT` as repeating the changes of the statement before it).
+    ///
+    /// A batch that fails part way leaves its transaction open on the connection. So unless
+    /// the batch answered with success, the connection runs [`SQLITE_ROLL_BACK_ANY`] before it
+    /// goes back to the pool, also when the caller stops waiting (a task finishes the job), and
+    /// is closed instead if that fails (closing rolls back too; the pool opens a new one).
+    ///
+    /// SQLite only: PostgreSQL takes one statement per prepared query.
+    pub(crate) async fn sqlite_transaction_batch<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+        debug_assert_eq!(self.dialect, Dialect::Sqlite);
+        let mut batch = TransactionBatch {
+            conn: Some(self.write.acquire().await?),
+            answered: false,
+        };
+        let Some(conn) = batch.conn.as_mut() else {
+            return Err(sqlx::Error::PoolClosed);
+        };
+        let rows = query.fetch_all(&mut **conn).await?;
+        batch.answered = true;
+        Ok(rows)
+    }
+}
+
+/// Ends whatever transaction a SQLite connection has open, and succeeds whether or not one
+/// was: the savepoint opens a transaction if none was, and `ROLLBACK` ends all of it.
+const SQLITE_ROLL_BACK_ANY: &str = "SAVEPOINT hangar_roll_back_any; ROLLBACK";
+
+/// A writer connection running a transaction batch ([`Pools::sqlite_transaction_batch`]):
+/// rolled back when dropped before the batch answered with success.
+struct TransactionBatch {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+    answered: bool,
+}
+
+impl Drop for TransactionBatch {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            // The worker runs commands in order: the rollback follows the batch.
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(err) = conn.execute(SQLITE_ROLL_BACK_ANY).await {
+                        tracing::warn!(%err, "closing a SQLite connection whose rollback failed");
+                        conn.close_on_drop();
+                    }
+                });
+            }
+            Err(_) => conn.close_on_drop(),
+        }
+    }
 }
 
 static MEMORY_DB_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -495,7 +495,8 @@ where
 pub struct OAuthRepo<'a> {
     pool: &'a AnyPool,
     write: &'a AnyPool,
-    dialect: Dialect,
+    /// For the writes whose fastest form differs between the databases.
+    pools: &'a Pools,
 }
 
 impl<'a> OAuthRepo<'a> {
@@ -503,7 +504,7 @@ impl<'a> OAuthRepo<'a> {
         Self {
             pool: &pools.read,
             write: &pools.write,
-            dialect: pools.dialect,
+            pools,
         }
     }
 
@@ -836,8 +837,9 @@ impl<'a> OAuthRepo<'a> {
     ///
     /// This is the hot write of the token endpoint, so it is one round trip: on PostgreSQL one
     /// statement (the update in a data-modifying `WITH`, the insert conditional on it); on
-    /// SQLite, inside a transaction, one batch of two statements, the insert conditional on
-    /// `changes()` of the update.
+    /// SQLite one batch that is the whole transaction
+    /// ([`Pools::sqlite_transaction_batch`]), the insert conditional on `changes()` of the
+    /// update.
     pub async fn rotate_refresh(
         &self,
         hash: &SecretHash,
@@ -860,7 +862,7 @@ impl<'a> OAuthRepo<'a> {
             };
         }
         let rows = token_rows(tokens.len(), 3);
-        let (sql, won) = match self.dialect {
+        let (sql, won) = match self.pools.dialect {
             Dialect::Postgres => (
                 format!(
                     "WITH rotated AS ({ROTATE_REFRESH} RETURNING 1) \
@@ -869,37 +871,28 @@ impl<'a> OAuthRepo<'a> {
                 ),
                 tokens.len() as u64,
             ),
-            // sqlx-sqlite binds `$N` by number in every statement of the batch, and reports
-            // the changes of both statements together.
+            // sqlx-sqlite binds `$N` by number in every statement of the batch.
             Dialect::Sqlite => (
                 format!(
-                    "{ROTATE_REFRESH}; \
+                    "BEGIN IMMEDIATE; {ROTATE_REFRESH} RETURNING token_hash; \
                      INSERT INTO oauth_tokens ({NEW_TOKEN_COLUMNS}) \
-                     SELECT * FROM (VALUES {rows}) WHERE changes() = 1"
+                     SELECT * FROM (VALUES {rows}) WHERE changes() = 1 RETURNING token_hash; \
+                     COMMIT"
                 ),
                 1 + tokens.len() as u64,
             ),
         };
         let query = bind_tokens(sqlx::query(&sql).bind(hash.to_hex()).bind(ms(now)), tokens);
-        let changed = match self.dialect {
+        let changed = match self.pools.dialect {
             Dialect::Postgres => query
                 .execute(self.write)
                 .await
-                .map_err(StoreError::from_write("oauth token"))?
-                .rows_affected(),
+                .map(|done| done.rows_affected()),
             Dialect::Sqlite => {
-                let mut tx = self.write.begin().await?;
-                let changed = query
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::from_write("oauth token"))?
-                    .rows_affected();
-                if changed == won {
-                    tx.commit().await?;
-                }
-                changed
+                (self.pools.sqlite_transaction_batch(query).await).map(|rows| rows.len() as u64)
             }
-        };
+        }
+        .map_err(StoreError::from_write("oauth token"))?;
         match changed {
             0 => Err(stale()),
             n if n == won => Ok(()),

@@ -495,6 +495,44 @@ async fn refresh_rotation_is_all_or_nothing(db: TestDb) {
     );
 }
 
+/// In memory the one connection is the database: a rotation that fails part way is rolled
+/// back on it, not closed with it.
+#[tokio::test]
+async fn a_failed_rotation_keeps_an_in_memory_store() {
+    let store = Store::connect("sqlite::memory:").await.expect("memory");
+    let (user, app, grant) = fixture(&store).await;
+    store
+        .oauth()
+        .insert_tokens(&[
+            token(3, TokenKind::Refresh, grant, &app, user.id, hash(1)),
+            token(4, TokenKind::Access, grant, &app, user.id, hash(1)),
+        ])
+        .await
+        .expect("tokens");
+    let pair = |a: u8, b: u8| {
+        vec![
+            token(a, TokenKind::Access, grant, &app, user.id, hash(1)),
+            token(b, TokenKind::Refresh, grant, &app, user.id, hash(1)),
+        ]
+    };
+    let failed = store
+        .oauth()
+        .rotate_refresh(&hash(3), at(10), &pair(20, 4))
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    store
+        .oauth()
+        .rotate_refresh(&hash(3), at(11), &pair(21, 22))
+        .await
+        .expect("the retry rotates");
+    let tokens = store
+        .oauth()
+        .list_tokens_of_grant(grant)
+        .await
+        .expect("tokens");
+    assert_eq!(tokens.len(), 4, "{tokens:?}");
+}
+
 async fn device_codes_move_by_compare_and_set(db: TestDb) {
     let store = db.store().await;
     let (user, app, grant) = fixture(&store).await;
