@@ -30,6 +30,7 @@ mod events;
 mod metrics;
 mod nodes;
 mod oauth;
+mod rotations;
 mod sandboxes;
 mod signin;
 mod tokens;
@@ -43,6 +44,8 @@ use std::time::Duration;
 use hangar_core::{ConnectSession, ConnectSessionId, ConnectState, Timestamp};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor};
+
+use rotations::RotationQueue;
 
 pub use connect::{ConnectChange, ConnectSessionRepo};
 pub use credentials::{CredentialRecord, CredentialRepo, NewCredential, NewSeal, StatusCheck};
@@ -156,6 +159,8 @@ pub(crate) struct Pools {
     pub(crate) write: AnyPool,
     /// For the few writes whose fastest form differs between the databases.
     pub(crate) dialect: Dialect,
+    /// SQLite: refresh rotations go through the writer's group commit.
+    pub(crate) rotations: Option<RotationQueue>,
 }
 
 impl Pools {
@@ -163,41 +168,40 @@ impl Pools {
     fn shared(&self) -> bool {
         std::ptr::eq(self.read.options(), self.write.options())
     }
+}
 
-    /// Runs `query`, a SQLite batch that is a whole transaction (`BEGIN IMMEDIATE; ...;
-    /// COMMIT`), on a writer connection in one round trip, and returns the rows its statements
-    /// return, in order (count writes with `RETURNING`: sqlx's `rows_affected` of a batch
-    /// counts a `COMMIT` as repeating the changes of the statement before it).
-    ///
-    /// A batch that fails part way leaves its transaction open on the connection. So unless
-    /// the batch answered with success, the connection runs [`SQLITE_ROLL_BACK_ANY`] before it
-    /// goes back to the pool, also when the caller stops waiting (a task finishes the job), and
-    /// is closed instead if that fails (closing rolls back too; the pool opens a new one).
-    ///
-    /// SQLite only: PostgreSQL takes one statement per prepared query.
-    pub(crate) async fn sqlite_transaction_batch<'q>(
-        &self,
-        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    ) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
-        debug_assert_eq!(self.dialect, Dialect::Sqlite);
-        let mut batch = TransactionBatch {
-            conn: Some(self.write.acquire().await?),
-            answered: false,
-        };
-        let Some(conn) = batch.conn.as_mut() else {
-            return Err(sqlx::Error::PoolClosed);
-        };
-        let rows = query.fetch_all(&mut **conn).await?;
-        batch.answered = true;
-        Ok(rows)
-    }
+/// Runs `query`, a SQLite batch that is a whole transaction (`BEGIN IMMEDIATE; ...; COMMIT`),
+/// on a connection of `write` in one round trip, and returns the rows its statements return,
+/// in order (count writes with `RETURNING`: sqlx's `rows_affected` of a batch counts a
+/// `COMMIT` as repeating the changes of the statement before it).
+///
+/// A batch that fails part way leaves its transaction open on the connection. So unless the
+/// batch answered with success, the connection runs [`SQLITE_ROLL_BACK_ANY`] before it goes
+/// back to the pool, also when the caller stops waiting (a task finishes the job), and is
+/// closed instead if that fails (closing rolls back too; the pool opens a new one).
+///
+/// SQLite only: PostgreSQL takes one statement per prepared query.
+pub(crate) async fn sqlite_transaction_batch<'q>(
+    write: &AnyPool,
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+    let mut batch = TransactionBatch {
+        conn: Some(write.acquire().await?),
+        answered: false,
+    };
+    let Some(conn) = batch.conn.as_mut() else {
+        return Err(sqlx::Error::PoolClosed);
+    };
+    let rows = query.fetch_all(&mut **conn).await?;
+    batch.answered = true;
+    Ok(rows)
 }
 
 /// Ends whatever transaction a SQLite connection has open, and succeeds whether or not one
 /// was: the savepoint opens a transaction if none was, and `ROLLBACK` ends all of it.
 const SQLITE_ROLL_BACK_ANY: &str = "SAVEPOINT hangar_roll_back_any; ROLLBACK";
 
-/// A writer connection running a transaction batch ([`Pools::sqlite_transaction_batch`]):
+/// A writer connection running a transaction batch ([`sqlite_transaction_batch`]):
 /// rolled back when dropped before the batch answered with success.
 struct TransactionBatch {
     conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
@@ -316,14 +320,17 @@ impl Store {
                 .max_connections(options.max_connections - 1)
                 .connect_with(connect_options.clone())
                 .await?;
+            let write = writer_options.connect_with(connect_options).await?;
             Pools {
-                write: writer_options.connect_with(connect_options).await?,
+                rotations: Some(RotationQueue::start(write.clone())),
+                write,
                 read,
                 dialect,
             }
         } else {
             let pool = pool_options.connect_with(connect_options).await?;
             Pools {
+                rotations: (dialect == Dialect::Sqlite).then(|| RotationQueue::start(pool.clone())),
                 write: pool.clone(),
                 read: pool,
                 dialect,

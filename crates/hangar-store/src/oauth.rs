@@ -31,7 +31,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 use crate::codec::{col, ms, opt_ms, opt_ts, parse, ts, u32_col};
 use crate::error::StoreError;
 use crate::users::{user_from_row, User};
-use crate::{Dialect, Pools};
+use crate::Pools;
 
 /// A grant with its client's name, as the person's "linked apps" list shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -398,12 +398,13 @@ fn key_from_row(row: &AnyRow) -> Result<SigningKeyRecord, StoreError> {
 }
 
 /// The columns [`token_rows`] fills, in its order (`rotated_at` and `revoked_at` start NULL).
-const NEW_TOKEN_COLUMNS: &str = "token_hash, kind, grant_id, client_id, user_id, family, \
+pub(crate) const NEW_TOKEN_COLUMNS: &str =
+    "token_hash, kind, grant_id, client_id, user_id, family, \
      scopes, auth_time, created_at, expires_at";
 
 /// `($first, ..., $first+9), (...)`: one row of [`NEW_TOKEN_COLUMNS`] placeholders per token,
 /// numbered from `$first`, for [`bind_tokens`].
-fn token_rows(count: usize, first: usize) -> String {
+pub(crate) fn token_rows(count: usize, first: usize) -> String {
     let mut rows = String::new();
     for i in 0..count {
         let p = first + i * 10;
@@ -423,7 +424,7 @@ fn token_rows(count: usize, first: usize) -> String {
 }
 
 /// Binds `tokens` in the order of [`token_rows`].
-fn bind_tokens<'q>(
+pub(crate) fn bind_tokens<'q>(
     mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
     tokens: &[NewOAuthToken],
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
@@ -463,12 +464,17 @@ async fn insert_tokens(
     Ok(())
 }
 
-/// The compare-and-set of [`OAuthRepo::rotate_refresh`]: `$1` the token hash, `$2` now.
-const ROTATE_REFRESH: &str = "UPDATE oauth_tokens SET rotated_at = $2 \
-     WHERE token_hash = $1 AND kind = 'refresh' AND rotated_at IS NULL \
-     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) \
-     AND EXISTS (SELECT 1 FROM oauth_grants g \
-                 WHERE g.id = oauth_tokens.grant_id AND g.revoked_at IS NULL)";
+/// The compare-and-set of [`OAuthRepo::rotate_refresh`], with the token hash and now bound
+/// as `$hash` and `$now`.
+pub(crate) fn rotate_refresh_update(hash: usize, now: usize) -> String {
+    format!(
+        "UPDATE oauth_tokens SET rotated_at = ${now} \
+         WHERE token_hash = ${hash} AND kind = 'refresh' AND rotated_at IS NULL \
+         AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ${now}) \
+         AND EXISTS (SELECT 1 FROM oauth_grants g \
+                     WHERE g.id = oauth_tokens.grant_id AND g.revoked_at IS NULL)"
+    )
+}
 
 /// Revokes a grant and every token of it, through any executor.
 async fn revoke_grant_in<'e, E>(
@@ -833,73 +839,62 @@ impl<'a> OAuthRepo<'a> {
     /// Rotates a refresh token, atomically: the old token is marked rotated as a
     /// compare-and-set (it must be a refresh token, unrotated, unrevoked, unexpired at `now`,
     /// with a live grant), and `tokens` are inserted only if it won. Errors:
-    /// [`StoreError::Stale`] if the compare-and-set lost (nothing is written).
+    /// [`StoreError::Stale`] if the compare-and-set lost (nothing is written),
+    /// [`StoreError::Timeout`] (SQLite: 30 s in line for the writer).
     ///
-    /// This is the hot write of the token endpoint, so it is one round trip: on PostgreSQL one
-    /// statement (the update in a data-modifying `WITH`, the insert conditional on it); on
-    /// SQLite one batch that is the whole transaction
-    /// ([`Pools::sqlite_transaction_batch`]), the insert conditional on `changes()` of the
-    /// update.
+    /// This is the hot write of the token endpoint. On PostgreSQL it is one statement (the
+    /// update in a data-modifying `WITH`, the insert conditional on it). On SQLite it joins
+    /// the writer's group commit (`rotations.rs`): every rotation waiting is written in one
+    /// transaction, each as the update and an insert conditional on its `changes()`.
     pub async fn rotate_refresh(
         &self,
         hash: &SecretHash,
         now: Timestamp,
         tokens: &[NewOAuthToken],
     ) -> Result<(), StoreError> {
-        let stale = || StoreError::Stale {
-            what: "refresh token",
-        };
-        if tokens.is_empty() {
-            let done = sqlx::query(ROTATE_REFRESH)
-                .bind(hash.to_hex())
-                .bind(ms(now))
-                .execute(self.write)
-                .await?;
-            return if done.rows_affected() == 1 {
-                Ok(())
-            } else {
-                Err(stale())
-            };
-        }
-        let rows = token_rows(tokens.len(), 3);
-        let (sql, won) = match self.pools.dialect {
-            Dialect::Postgres => (
-                format!(
-                    "WITH rotated AS ({ROTATE_REFRESH} RETURNING 1) \
-                     INSERT INTO oauth_tokens ({NEW_TOKEN_COLUMNS}) \
-                     SELECT * FROM (VALUES {rows}) AS v WHERE EXISTS (SELECT 1 FROM rotated)"
-                ),
-                tokens.len() as u64,
-            ),
-            // sqlx-sqlite binds `$N` by number in every statement of the batch.
-            Dialect::Sqlite => (
-                format!(
-                    "BEGIN IMMEDIATE; {ROTATE_REFRESH} RETURNING token_hash; \
-                     INSERT INTO oauth_tokens ({NEW_TOKEN_COLUMNS}) \
-                     SELECT * FROM (VALUES {rows}) WHERE changes() = 1 RETURNING token_hash; \
-                     COMMIT"
-                ),
-                1 + tokens.len() as u64,
-            ),
-        };
-        let query = bind_tokens(sqlx::query(&sql).bind(hash.to_hex()).bind(ms(now)), tokens);
-        let changed = match self.pools.dialect {
-            Dialect::Postgres => query
-                .execute(self.write)
-                .await
-                .map(|done| done.rows_affected()),
-            Dialect::Sqlite => {
-                (self.pools.sqlite_transaction_batch(query).await).map(|rows| rows.len() as u64)
+        let won = match &self.pools.rotations {
+            Some(queue) => queue.rotate(hash, now, tokens).await?,
+            None if tokens.is_empty() => {
+                let done = sqlx::query(&rotate_refresh_update(1, 2))
+                    .bind(hash.to_hex())
+                    .bind(ms(now))
+                    .execute(self.write)
+                    .await?;
+                done.rows_affected() == 1
             }
-        }
-        .map_err(StoreError::from_write("oauth token"))?;
-        match changed {
-            0 => Err(stale()),
-            n if n == won => Ok(()),
-            n => Err(StoreError::corrupt(
-                "oauth_tokens",
-                format!("a refresh rotation changed {n} rows, not {won}"),
-            )),
+            None => {
+                let sql = format!(
+                    "WITH rotated AS ({} RETURNING 1) \
+                     INSERT INTO oauth_tokens ({NEW_TOKEN_COLUMNS}) \
+                     SELECT * FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM rotated)",
+                    rotate_refresh_update(1, 2),
+                    token_rows(tokens.len(), 3)
+                );
+                let query =
+                    bind_tokens(sqlx::query(&sql).bind(hash.to_hex()).bind(ms(now)), tokens);
+                let inserted = query
+                    .execute(self.write)
+                    .await
+                    .map_err(StoreError::from_write("oauth token"))?
+                    .rows_affected();
+                match inserted {
+                    0 => false,
+                    n if n == tokens.len() as u64 => true,
+                    n => {
+                        return Err(StoreError::corrupt(
+                            "oauth_tokens",
+                            format!("a refresh rotation wrote {n} of {} tokens", tokens.len()),
+                        ))
+                    }
+                }
+            }
+        };
+        if won {
+            Ok(())
+        } else {
+            Err(StoreError::Stale {
+                what: "refresh token",
+            })
         }
     }
 

@@ -495,6 +495,73 @@ async fn refresh_rotation_is_all_or_nothing(db: TestDb) {
     );
 }
 
+/// Many rotations at once (on SQLite they share group commits): every token is rotated by
+/// exactly one of the two racing to rotate it, and a rotation whose insert fails fails alone.
+async fn concurrent_rotations_each_win_once_and_fail_alone(db: TestDb) {
+    let store = db.store().await;
+    let (user, app, grant) = fixture(&store).await;
+    let olds: Vec<NewOAuthToken> = (100..120u8)
+        .map(|n| token(n, TokenKind::Refresh, grant, &app, user.id, hash(1)))
+        .collect();
+    store.oauth().insert_tokens(&olds).await.expect("tokens");
+    let mut tasks = Vec::new();
+    for (i, old) in (0u8..).zip(&olds) {
+        for attempt in 0..2u8 {
+            let store = store.clone();
+            let old = old.hash;
+            // Token 100's first rotation reuses token 101's hash: its insert must fail.
+            let access = if i == 0 && attempt == 0 {
+                101
+            } else {
+                120 + 2 * i + attempt * 40
+            };
+            let tokens = vec![
+                token(access, TokenKind::Access, grant, &app, user.id, hash(1)),
+                token(
+                    121 + 2 * i + attempt * 40,
+                    TokenKind::Refresh,
+                    grant,
+                    &app,
+                    user.id,
+                    hash(1),
+                ),
+            ];
+            tasks.push(tokio::spawn(async move {
+                (
+                    i,
+                    attempt,
+                    store.oauth().rotate_refresh(&old, at(10), &tokens).await,
+                )
+            }));
+        }
+    }
+    let mut wins = vec![0; olds.len()];
+    for task in tasks {
+        let (i, attempt, result) = task.await.expect("join");
+        match result {
+            Ok(()) => wins[usize::from(i)] += 1,
+            Err(StoreError::Stale { .. }) => {}
+            Err(_) if i == 0 && attempt == 0 => {}
+            Err(other) => panic!("rotation {i}/{attempt}: unexpected {other:?}"),
+        }
+    }
+    assert!(wins.iter().all(|&w| w == 1), "{wins:?}");
+    let tokens = store
+        .oauth()
+        .list_tokens_of_grant(grant)
+        .await
+        .expect("tokens");
+    assert_eq!(
+        tokens.len(),
+        olds.len() * 3,
+        "each old token and one new pair"
+    );
+    assert!(tokens
+        .iter()
+        .filter(|t| olds.iter().any(|o| o.hash == t.hash))
+        .all(|t| t.rotated_at == Some(at(10))));
+}
+
 /// In memory the one connection is the database: a rotation that fails part way is rolled
 /// back on it, not closed with it.
 #[tokio::test]
@@ -743,6 +810,7 @@ hangar_store::test_both_backends!(
     code_redemption_is_one_transaction_with_one_winner,
     refresh_rotation_has_one_winner,
     refresh_rotation_is_all_or_nothing,
+    concurrent_rotations_each_win_once_and_fail_alone,
     device_codes_move_by_compare_and_set,
     signing_keys_rotate_and_pat_scopes_persist,
 );
