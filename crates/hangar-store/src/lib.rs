@@ -159,8 +159,8 @@ pub(crate) struct Pools {
     pub(crate) write: AnyPool,
     /// For the few writes whose fastest form differs between the databases.
     pub(crate) dialect: Dialect,
-    /// SQLite: refresh rotations go through the writer's group commit.
-    pub(crate) rotations: Option<RotationQueue>,
+    /// Refresh rotations go through a group commit.
+    pub(crate) rotations: RotationQueue,
 }
 
 impl Pools {
@@ -322,7 +322,7 @@ impl Store {
                 .await?;
             let write = writer_options.connect_with(connect_options).await?;
             Pools {
-                rotations: Some(RotationQueue::start(write.clone())),
+                rotations: RotationQueue::start(write.clone(), dialect),
                 write,
                 read,
                 dialect,
@@ -330,7 +330,7 @@ impl Store {
         } else {
             let pool = pool_options.connect_with(connect_options).await?;
             Pools {
-                rotations: (dialect == Dialect::Sqlite).then(|| RotationQueue::start(pool.clone())),
+                rotations: RotationQueue::start(pool.clone(), dialect),
                 write: pool.clone(),
                 read: pool,
                 dialect,

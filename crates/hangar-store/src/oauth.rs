@@ -464,18 +464,6 @@ async fn insert_tokens(
     Ok(())
 }
 
-/// The compare-and-set of [`OAuthRepo::rotate_refresh`], with the token hash and now bound
-/// as `$hash` and `$now`.
-pub(crate) fn rotate_refresh_update(hash: usize, now: usize) -> String {
-    format!(
-        "UPDATE oauth_tokens SET rotated_at = ${now} \
-         WHERE token_hash = ${hash} AND kind = 'refresh' AND rotated_at IS NULL \
-         AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ${now}) \
-         AND EXISTS (SELECT 1 FROM oauth_grants g \
-                     WHERE g.id = oauth_tokens.grant_id AND g.revoked_at IS NULL)"
-    )
-}
-
 /// Revokes a grant and every token of it, through any executor.
 async fn revoke_grant_in<'e, E>(
     executor: E,
@@ -842,53 +830,15 @@ impl<'a> OAuthRepo<'a> {
     /// [`StoreError::Stale`] if the compare-and-set lost (nothing is written),
     /// [`StoreError::Timeout`] (SQLite: 30 s in line for the writer).
     ///
-    /// This is the hot write of the token endpoint. On PostgreSQL it is one statement (the
-    /// update in a data-modifying `WITH`, the insert conditional on it). On SQLite it joins
-    /// the writer's group commit (`rotations.rs`): every rotation waiting is written in one
-    /// transaction, each as the update and an insert conditional on its `changes()`.
+    /// This is the hot write of the token endpoint: it joins a group commit (`rotations.rs`),
+    /// every rotation waiting written in one transaction and one round trip.
     pub async fn rotate_refresh(
         &self,
         hash: &SecretHash,
         now: Timestamp,
         tokens: &[NewOAuthToken],
     ) -> Result<(), StoreError> {
-        let won = match &self.pools.rotations {
-            Some(queue) => queue.rotate(hash, now, tokens).await?,
-            None if tokens.is_empty() => {
-                let done = sqlx::query(&rotate_refresh_update(1, 2))
-                    .bind(hash.to_hex())
-                    .bind(ms(now))
-                    .execute(self.write)
-                    .await?;
-                done.rows_affected() == 1
-            }
-            None => {
-                let sql = format!(
-                    "WITH rotated AS ({} RETURNING 1) \
-                     INSERT INTO oauth_tokens ({NEW_TOKEN_COLUMNS}) \
-                     SELECT * FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM rotated)",
-                    rotate_refresh_update(1, 2),
-                    token_rows(tokens.len(), 3)
-                );
-                let query =
-                    bind_tokens(sqlx::query(&sql).bind(hash.to_hex()).bind(ms(now)), tokens);
-                let inserted = query
-                    .execute(self.write)
-                    .await
-                    .map_err(StoreError::from_write("oauth token"))?
-                    .rows_affected();
-                match inserted {
-                    0 => false,
-                    n if n == tokens.len() as u64 => true,
-                    n => {
-                        return Err(StoreError::corrupt(
-                            "oauth_tokens",
-                            format!("a refresh rotation wrote {n} of {} tokens", tokens.len()),
-                        ))
-                    }
-                }
-            }
-        };
+        let won = self.pools.rotations.rotate(hash, now, tokens).await?;
         if won {
             Ok(())
         } else {

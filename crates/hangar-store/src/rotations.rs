@@ -1,12 +1,19 @@
-//! Group commit of refresh-token rotations on SQLite ([`RotationQueue`]).
+//! Group commit of refresh-token rotations ([`RotationQueue`]), the token endpoint's hot write.
 //!
-//! SQLite has one writer at a time, so under load every rotation waits for the ones before
-//! it, and each one costs a transaction plus the hand-offs between the async caller and the
-//! connection's thread. The queue's task takes every rotation waiting (up to
-//! [`MAX_BATCH`]) and writes them as **one transaction in one round trip**: per rotation the
-//! compare-and-set update and the insert conditional on it, exactly as a single rotation
-//! would run them, each answering with the hashes it wrote. A batch that fails is rolled back
-//! and its rotations are run one by one, so one bad rotation fails only itself.
+//! Alone, every rotation costs a transaction, a commit and the round trips to the database;
+//! on SQLite, with one writer at a time, it also waits for every rotation before it, plus the
+//! hand-offs between the async caller and the connection's thread. The queue's task takes
+//! every rotation waiting (up to [`MAX_BATCH`], each old token at most once) and writes them
+//! as **one transaction in one round trip**, with the same compare-and-set per rotation:
+//!
+//! - SQLite: one batch `BEGIN IMMEDIATE; ...; COMMIT` holding, per rotation, the update and
+//!   an insert conditional on its `changes()`;
+//! - PostgreSQL: one statement, the updates as one `UPDATE ... FROM (VALUES ...)` in a
+//!   data-modifying `WITH`, the inserts conditional on the rotations it returned.
+//!
+//! Each rotation's rows come back tagged with its place in the batch. A batch that fails is
+//! rolled back and its rotations are written one by one, so one bad rotation fails only
+//! itself.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -18,11 +25,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::ms;
 use crate::error::StoreError;
-use crate::oauth::{bind_tokens, rotate_refresh_update, token_rows, NEW_TOKEN_COLUMNS};
-use crate::{sqlite_transaction_batch, NewOAuthToken};
+use crate::oauth::{bind_tokens, token_rows, NEW_TOKEN_COLUMNS};
+use crate::{sqlite_transaction_batch, Dialect, NewOAuthToken};
 
 /// Most rotations written in one transaction (22 bound values each for an access and a
-/// refresh token, far below SQLite's limit of 32 766).
+/// refresh token, far below SQLite's limit of 32 766 and PostgreSQL's of 65 535).
 pub(crate) const MAX_BATCH: usize = 64;
 
 /// Most rotations waiting for the writer; a caller beyond that waits to get in line.
@@ -50,11 +57,11 @@ struct Rotation {
 }
 
 impl RotationQueue {
-    /// Starts the task writing through `write` (a pool of one SQLite connection, or the only
-    /// one). Needs a Tokio runtime.
-    pub(crate) fn start(write: AnyPool) -> RotationQueue {
+    /// Starts the task writing through `write` (it uses one connection at a time). Needs a
+    /// Tokio runtime.
+    pub(crate) fn start(write: AnyPool, dialect: Dialect) -> RotationQueue {
         let (requests, line) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(write_batches(write, line));
+        tokio::spawn(write_batches(write, dialect, line));
         RotationQueue { requests }
     }
 
@@ -88,45 +95,68 @@ impl RotationQueue {
 }
 
 /// The task: takes everything in line, writes it as one batch, answers each caller.
-async fn write_batches(write: AnyPool, mut line: mpsc::Receiver<Rotation>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while line.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        // A caller that stopped waiting gets nothing written.
-        batch.retain(|r: &Rotation| !r.reply.is_closed());
-        match write_batch(&write, &batch).await {
-            Ok(outcomes) => {
-                for (rotation, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = rotation.reply.send(outcome);
+async fn write_batches(write: AnyPool, dialect: Dialect, mut line: mpsc::Receiver<Rotation>) {
+    let mut waiting = Vec::with_capacity(MAX_BATCH);
+    while line.recv_many(&mut waiting, MAX_BATCH).await > 0 {
+        while !waiting.is_empty() {
+            // A caller that stopped waiting gets nothing written.
+            waiting.retain(|r: &Rotation| !r.reply.is_closed());
+            // Each old token once per batch; a second rotation of it goes in the next.
+            let mut batch = Vec::with_capacity(waiting.len());
+            let mut later = Vec::new();
+            for rotation in waiting.drain(..) {
+                if batch.iter().any(|r: &Rotation| r.hash == rotation.hash) {
+                    later.push(rotation);
+                } else {
+                    batch.push(rotation);
                 }
             }
-            Err(err) if batch.len() == 1 => {
-                if let Some(rotation) = batch.pop() {
-                    let _ = rotation.reply.send(Err(err));
-                }
+            write_and_answer(&write, dialect, batch).await;
+            waiting = later;
+        }
+    }
+}
+
+/// Writes `batch` and answers its callers: all together, or one by one if that failed.
+async fn write_and_answer(write: &AnyPool, dialect: Dialect, mut batch: Vec<Rotation>) {
+    match write_batch(write, dialect, &batch).await {
+        Ok(outcomes) => {
+            for (rotation, outcome) in batch.drain(..).zip(outcomes) {
+                let _ = rotation.reply.send(outcome);
             }
-            // Nothing was written: find the rotation that failed by writing each alone.
-            Err(_) => {
-                for rotation in batch.drain(..) {
-                    let outcome = write_batch(&write, std::slice::from_ref(&rotation))
-                        .await
-                        .and_then(|mut outcomes| outcomes.pop().unwrap_or(Ok(false)));
-                    let _ = rotation.reply.send(outcome);
-                }
+        }
+        Err(err) if batch.len() == 1 => {
+            if let Some(rotation) = batch.pop() {
+                let _ = rotation.reply.send(Err(err));
+            }
+        }
+        // Nothing was written: find the rotation that failed by writing each alone.
+        Err(_) => {
+            for rotation in batch.drain(..) {
+                let outcome = write_batch(write, dialect, std::slice::from_ref(&rotation))
+                    .await
+                    .and_then(|mut outcomes| outcomes.pop().unwrap_or(Ok(false)));
+                let _ = rotation.reply.send(outcome);
             }
         }
     }
 }
 
-/// Writes `batch` in one transaction. Returns, per rotation, whether its compare-and-set won;
-/// errors if the transaction failed (then nothing was written).
+/// Writes `batch` (each old token at most once) in one transaction. Returns, per rotation,
+/// whether its compare-and-set won; errors if the transaction failed (then nothing was
+/// written).
 async fn write_batch(
     write: &AnyPool,
+    dialect: Dialect,
     batch: &[Rotation],
 ) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = batch_sql(batch);
+    let sql = match dialect {
+        Dialect::Sqlite => sqlite_batch(batch),
+        Dialect::Postgres => postgres_batch(batch),
+    };
     let mut query = sqlx::query(&sql);
     for rotation in batch {
         query = bind_tokens(
@@ -134,9 +164,11 @@ async fn write_batch(
             &rotation.tokens,
         );
     }
-    let rows = sqlite_transaction_batch(write, query)
-        .await
-        .map_err(StoreError::from_write("oauth token"))?;
+    let rows = match dialect {
+        Dialect::Sqlite => sqlite_transaction_batch(write, query).await,
+        Dialect::Postgres => query.fetch_all(write).await,
+    }
+    .map_err(StoreError::from_write("oauth token"))?;
     // Each returned row names its rotation and whether it is the update (0) or an insert (1).
     let mut written = vec![(0usize, 0usize); batch.len()];
     for row in &rows {
@@ -176,28 +208,92 @@ async fn write_batch(
         .collect())
 }
 
+/// The compare-and-set of a rotation, for the old token's hash `hash` at `now` (SQL
+/// expressions): it must be a refresh token, unrotated, unrevoked, unexpired, with a live
+/// grant.
+fn rotatable(hash: &str, now: &str) -> String {
+    format!(
+        "token_hash = {hash} AND kind = 'refresh' AND rotated_at IS NULL \
+         AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > {now}) \
+         AND EXISTS (SELECT 1 FROM oauth_grants g \
+                     WHERE g.id = oauth_tokens.grant_id AND g.revoked_at IS NULL)"
+    )
+}
+
+/// The `$N` numbers of each rotation's values, in binding order: its hash, its now, and the
+/// first of its tokens' values (10 per token, [`token_rows`]).
+fn numbering(batch: &[Rotation]) -> impl Iterator<Item = (usize, &Rotation, usize)> {
+    batch
+        .iter()
+        .scan(1, |next, rotation| {
+            let first = *next;
+            *next += 2 + 10 * rotation.tokens.len();
+            Some((first, rotation))
+        })
+        .enumerate()
+        .map(|(k, (first, rotation))| (k, rotation, first))
+}
+
 /// `BEGIN IMMEDIATE; (update RETURNING k, 0; insert WHERE changes() = 1 RETURNING k, 1;)...;
-/// COMMIT` for rotations `k = 0, 1, ...`, numbering each rotation's values after the previous
-/// one's (sqlx-sqlite binds `$N` by number in every statement of a batch).
-fn batch_sql(batch: &[Rotation]) -> String {
+/// COMMIT` for rotations `k = 0, 1, ...` (sqlx-sqlite binds `$N` by number in every statement
+/// of a batch).
+fn sqlite_batch(batch: &[Rotation]) -> String {
     let mut sql = String::from("BEGIN IMMEDIATE;");
-    let mut next = 1;
-    for (k, rotation) in batch.iter().enumerate() {
+    for (k, rotation, first) in numbering(batch) {
+        let (hash, now) = (format!("${first}"), format!("${}", first + 1));
         let _ = write!(
             sql,
-            " {} RETURNING {k}, 0;",
-            rotate_refresh_update(next, next + 1)
+            " UPDATE oauth_tokens SET rotated_at = {now} WHERE {} RETURNING {k}, 0;",
+            rotatable(&hash, &now)
         );
         if !rotation.tokens.is_empty() {
             let _ = write!(
                 sql,
                 " INSERT INTO oauth_tokens ({NEW_TOKEN_COLUMNS}) \
                  SELECT * FROM (VALUES {}) WHERE changes() = 1 RETURNING {k}, 1;",
-                token_rows(rotation.tokens.len(), next + 2)
+                token_rows(rotation.tokens.len(), first + 2)
             );
         }
-        next += 2 + 10 * rotation.tokens.len();
     }
     sql.push_str(" COMMIT");
+    sql
+}
+
+/// One statement: the updates as one `UPDATE ... FROM` the rotations `(k, hash, now)` in a
+/// data-modifying `WITH`, the inserts of the tokens `(k, ...)` of the rotations it returned,
+/// then `(k, 0)` per rotated token and `(k, 1)` per inserted one. The compare-and-set is the
+/// one of [`rotatable`].
+fn postgres_batch(batch: &[Rotation]) -> String {
+    let mut input = String::new();
+    let mut tokens = String::new();
+    for (k, rotation, first) in numbering(batch) {
+        let sep = if input.is_empty() { "" } else { ", " };
+        let _ = write!(input, "{sep}({k}, ${first}, ${})", first + 1);
+        for i in 0..rotation.tokens.len() {
+            let sep = if tokens.is_empty() { "" } else { ", " };
+            let row = token_rows(1, first + 2 + 10 * i);
+            let _ = write!(tokens, "{sep}({k}, {}", &row[1..]);
+        }
+    }
+    let mut sql = format!(
+        "WITH input (k, old_hash, now) AS (VALUES {input}), \
+         rotated AS (UPDATE oauth_tokens SET rotated_at = input.now FROM input WHERE {} \
+           RETURNING input.k)",
+        rotatable("input.old_hash", "input.now")
+    );
+    if tokens.is_empty() {
+        sql.push_str(" SELECT k::bigint, 0::bigint FROM rotated");
+        return sql;
+    }
+    let _ = write!(
+        sql,
+        ", new_tokens (k, {NEW_TOKEN_COLUMNS}) AS (VALUES {tokens}), \
+         inserted AS (INSERT INTO oauth_tokens ({NEW_TOKEN_COLUMNS}) \
+           SELECT {NEW_TOKEN_COLUMNS} FROM new_tokens WHERE k IN (SELECT k FROM rotated) \
+           RETURNING token_hash) \
+         SELECT k::bigint, 0::bigint FROM rotated \
+         UNION ALL SELECT n.k::bigint, 1::bigint FROM inserted \
+           JOIN new_tokens n ON n.token_hash = inserted.token_hash"
+    );
     sql
 }
