@@ -148,18 +148,18 @@ pub struct Store {
 /// changes a row and every transaction.
 ///
 /// On PostgreSQL, in memory, and with a one-connection limit both are the same pool. On a
-/// SQLite file, `write` holds exactly one connection: SQLite lets one writer in at a time, and writers that queue for the pool
-/// (first come, first served, within the acquire timeout) wait only as long as the writer
-/// before them, where writers racing for the file lock would sleep in SQLite's busy handler in
-/// steps of up to 100 ms. Reads keep their own connections (WAL lets them run beside the
+/// SQLite file, `write` holds exactly one connection: SQLite lets one writer in at a time, and
+/// writers that queue for the pool (first come, first served, within the acquire timeout)
+/// wait only as long as the writer before them, where writers racing for the file lock would
+/// sleep in SQLite's busy handler in steps of up to 100 ms. Reads keep their own connections (WAL lets them run beside the
 /// writer). Only another process writing the same file still meets the busy handler.
 #[derive(Clone, Debug)]
 pub(crate) struct Pools {
     pub(crate) read: AnyPool,
     pub(crate) write: AnyPool,
-    /// For the few writes whose fastest form differs between the databases.
+    /// Which database.
     pub(crate) dialect: Dialect,
-    /// Refresh rotations go through a group commit.
+    /// The group commit refresh rotations go through (`rotations.rs`).
     pub(crate) rotations: RotationQueue,
 }
 

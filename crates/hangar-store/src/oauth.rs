@@ -30,6 +30,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 
 use crate::codec::{col, ms, opt_ms, opt_ts, parse, ts, u32_col};
 use crate::error::StoreError;
+use crate::rotations::RotationQueue;
 use crate::users::{user_from_row, User};
 use crate::Pools;
 
@@ -489,8 +490,7 @@ where
 pub struct OAuthRepo<'a> {
     pool: &'a AnyPool,
     write: &'a AnyPool,
-    /// For the writes whose fastest form differs between the databases.
-    pools: &'a Pools,
+    rotations: &'a RotationQueue,
 }
 
 impl<'a> OAuthRepo<'a> {
@@ -498,7 +498,7 @@ impl<'a> OAuthRepo<'a> {
         Self {
             pool: &pools.read,
             write: &pools.write,
-            pools,
+            rotations: &pools.rotations,
         }
     }
 
@@ -838,7 +838,7 @@ impl<'a> OAuthRepo<'a> {
         now: Timestamp,
         tokens: &[NewOAuthToken],
     ) -> Result<(), StoreError> {
-        let won = self.pools.rotations.rotate(hash, now, tokens).await?;
+        let won = self.rotations.rotate(hash, now, tokens).await?;
         if won {
             Ok(())
         } else {
