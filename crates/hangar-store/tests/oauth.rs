@@ -91,6 +91,20 @@ fn token(
     }
 }
 
+/// An access and a refresh token of `grant`, in the family of code 1.
+fn token_pair(
+    access: u8,
+    refresh: u8,
+    grant: GrantId,
+    client: &OAuthClient,
+    user: UserId,
+) -> Vec<NewOAuthToken> {
+    vec![
+        token(access, TokenKind::Access, grant, client, user, hash(1)),
+        token(refresh, TokenKind::Refresh, grant, client, user, hash(1)),
+    ]
+}
+
 /// A user, a client, a live grant, and a code for it (hash 1).
 async fn fixture(store: &Store) -> (User, OAuthClient, GrantId) {
     let user = make_user(store, "alice").await;
@@ -436,12 +450,7 @@ async fn refresh_rotation_is_all_or_nothing(db: TestDb) {
         ])
         .await
         .expect("tokens");
-    let pair = |a: u8, b: u8| {
-        vec![
-            token(a, TokenKind::Access, grant, &app, user.id, hash(1)),
-            token(b, TokenKind::Refresh, grant, &app, user.id, hash(1)),
-        ]
-    };
+    let pair = |access, refresh| token_pair(access, refresh, grant, &app, user.id);
     // The new refresh token's hash is taken: the insert fails, so the rotation is undone.
     let failed = store
         .oauth()
@@ -576,12 +585,7 @@ async fn a_failed_rotation_keeps_an_in_memory_store() {
         ])
         .await
         .expect("tokens");
-    let pair = |a: u8, b: u8| {
-        vec![
-            token(a, TokenKind::Access, grant, &app, user.id, hash(1)),
-            token(b, TokenKind::Refresh, grant, &app, user.id, hash(1)),
-        ]
-    };
+    let pair = |access, refresh| token_pair(access, refresh, grant, &app, user.id);
     let failed = store
         .oauth()
         .rotate_refresh(&hash(3), at(10), &pair(20, 4))
