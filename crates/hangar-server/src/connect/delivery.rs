@@ -17,6 +17,41 @@ use crate::sandboxes::ReadyHook;
 const ALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most characters of a status command's output kept.
 const STATUS_OUTPUT_MAX: usize = 2000;
+/// Stripes of [`DeliveryLocks`]: owners hashed onto this many locks.
+const DELIVERY_LOCK_STRIPES: usize = 64;
+
+/// Orders the writes into one owner's sandboxes: a delivery, a removal or a boot-time
+/// delivery holds its owner's lock from reading the credential records to the last file
+/// written. Without it a delivery that read an older record (the one a sign-in just stored)
+/// could land after the delivery of a refresh and put the old access token back. Owners are
+/// striped onto [`DELIVERY_LOCK_STRIPES`] locks, so memory stays fixed; two owners sharing a
+/// stripe only wait for each other.
+#[derive(Debug)]
+pub(super) struct DeliveryLocks {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl Default for DeliveryLocks {
+    fn default() -> Self {
+        Self {
+            stripes: (0..DELIVERY_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+}
+
+impl DeliveryLocks {
+    /// Waits for `owner`'s lock. Every holder's writes have the delivery deadline, so the wait
+    /// is bounded by the deliveries ahead of it.
+    pub(super) async fn lock(&self, owner: UserId) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(owner);
+        let stripe = usize::try_from(hash % DELIVERY_LOCK_STRIPES as u64).unwrap_or(0);
+        self.stripes[stripe].lock().await
+    }
+}
 
 impl ConnectService {
     /// Writes the credential files (and the provider's extra files) of `records` into
@@ -106,6 +141,7 @@ impl ConnectService {
         owner: UserId,
         provider: Option<&ProviderSpec>,
     ) -> Vec<SandboxId> {
+        let _ordered = self.deliveries.lock(owner).await;
         let records = match provider {
             Some(spec) => match self.store.credentials().get(owner, &spec.id).await {
                 Ok(Some(r)) => vec![r],
@@ -199,6 +235,7 @@ impl ConnectService {
 
     /// Removes a provider's files from the owner's live sandboxes.
     pub(super) async fn remove_from_sandboxes(&self, owner: UserId, spec: &ProviderSpec) {
+        let _ordered = self.deliveries.lock(owner).await;
         for sandbox in self.live_sandboxes(owner).await {
             let Some(home) = self.sandboxes.user_home(&sandbox) else {
                 continue;
@@ -247,6 +284,7 @@ impl ReadyHook for DeliverOnBoot {
         let Ok(Some(record)) = service.store.sandboxes().get(sandbox).await else {
             return;
         };
+        let _ordered = service.deliveries.lock(record.owner).await;
         let records = service
             .store
             .credentials()

@@ -85,6 +85,8 @@ pub struct ConnectService {
     pub(super) browser: Mutex<HashMap<ConnectSessionId, hangar_core::SandboxId>>,
     /// Where session outcomes are recorded (events) and counted (metrics).
     observers: crate::telemetry::Observers,
+    /// Orders deliveries and removals per owner (see [`super::delivery::DeliveryLocks`]).
+    pub(super) deliveries: super::delivery::DeliveryLocks,
 }
 
 impl ConnectService {
@@ -109,6 +111,7 @@ impl ConnectService {
             inputs: Mutex::new(HashMap::new()),
             browser: Mutex::new(HashMap::new()),
             observers,
+            deliveries: Default::default(),
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .build()
