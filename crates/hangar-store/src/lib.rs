@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod codec;
 mod connect;
 mod credentials;
@@ -274,13 +275,25 @@ impl Store {
                 } else {
                     enable_wal(&url, options.acquire_timeout).await?;
                 }
-                pool_options = pool_options.after_connect(|conn, _meta| {
+                pool_options = pool_options.after_connect(move |conn, _meta| {
                     Box::pin(async move {
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         // WAL's recommended level: a commit survives a crash of hangar; a
                         // power loss may undo the last commits but never corrupts the file.
                         // FULL would sync the WAL on every commit (about 1 ms each here).
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        if own_writer {
+                            // The checkpointer copies the WAL back beside the writer; the
+                            // writer's own checkpoint is only the bound (`checkpoint.rs`).
+                            conn.execute(
+                                format!(
+                                    "PRAGMA wal_autocheckpoint = {}",
+                                    checkpoint::WRITER_AUTOCHECKPOINT_PAGES
+                                )
+                                .as_str(),
+                            )
+                            .await?;
+                        }
                         conn.execute(
                             format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").as_str(),
                         )
@@ -315,7 +328,16 @@ impl Store {
         };
         let connect_options: AnyConnectOptions = url.parse()?;
         let pools = if own_writer {
-            let writer_options = pool_options.clone().max_connections(1);
+            // Every write wakes the checkpointer (see `checkpoint.rs`).
+            let checkpointer = checkpoint::WalCheckpointer::start(&url).await?;
+            let writer_options =
+                pool_options
+                    .clone()
+                    .max_connections(1)
+                    .after_release(move |_conn, _meta| {
+                        checkpointer.wake();
+                        Box::pin(async { Ok(true) })
+                    });
             let read = pool_options
                 .max_connections(options.max_connections - 1)
                 .connect_with(connect_options.clone())

@@ -1004,3 +1004,39 @@ async fn sqlite_file_is_created_in_wal_mode() {
         .expect("reopen");
     assert_eq!(again.users().count().await.expect("count"), 1);
 }
+
+/// A commit reaches the database file itself soon after, without another write and without
+/// the WAL filling up: the checkpointer copies it back beside the writer (`checkpoint.rs`).
+/// The file is read with `immutable=1`, which ignores the WAL.
+#[tokio::test]
+async fn commits_reach_the_database_file_beside_the_writer() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hangar.db");
+    let store = Store::connect(&Store::sqlite_url(&path))
+        .await
+        .expect("connect");
+    make_user(&store, "alice").await;
+    let file_only = format!("{}?mode=ro&immutable=1", Store::sqlite_url(&path));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let users_in_file = loop {
+        let mut conn = sqlx::AnyConnection::connect(&file_only)
+            .await
+            .expect("open the file alone");
+        // Before the first checkpoint even the tables are only in the WAL.
+        let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or(0);
+        let _ = conn.close().await;
+        if users == 1 || tokio::time::Instant::now() > deadline {
+            break users;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        users_in_file, 1,
+        "the commit was copied into the database file"
+    );
+    store.close().await;
+}
