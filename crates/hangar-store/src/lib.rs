@@ -662,7 +662,10 @@ mod tests {
     /// `ALLOWED_TO_DIFFER` with a reason.
     #[test]
     fn migrations_are_kept_in_step() {
-        const ALLOWED_TO_DIFFER: &[&str] = &[];
+        const ALLOWED_TO_DIFFER: &[&str] = &[
+            // SQLite cannot drop a foreign key in place: it rebuilds the table.
+            "0009_oauth_tokens_by_grant.sql",
+        ];
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
         let list = |sub: &str| {
             let mut names: Vec<String> = std::fs::read_dir(dir.join(sub))

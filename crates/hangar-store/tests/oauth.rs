@@ -818,3 +818,75 @@ hangar_store::test_both_backends!(
     device_codes_move_by_compare_and_set,
     signing_keys_rotate_and_pat_scopes_persist,
 );
+
+/// Migration 0009 rebuilds `oauth_tokens` on SQLite (to drop two foreign keys): the tokens of
+/// a database made before it come through, usable, and a client's deletion still reaches
+/// them through the grant.
+#[tokio::test]
+async fn tokens_made_before_the_rebuild_survive_it() {
+    use sqlx::Executor as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = Store::sqlite_url(&dir.path().join("old.db"));
+    sqlx::any::install_default_drivers();
+    let mut before = sqlx::migrate::Migrator::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"),
+    )
+    .await
+    .expect("migrations");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 9)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let pool = sqlx::AnyPool::connect(&format!("{url}?mode=rwc"))
+        .await
+        .expect("open");
+    before.run(&pool).await.expect("migrations up to 0008");
+    let (user, grant) = (Uuid::now_v7(), Uuid::now_v7());
+    let token_hash = hash(7);
+    pool.execute(
+        format!(
+            "INSERT INTO users VALUES ('{user}', 'alice', 0, 1); \
+             INSERT INTO oauth_clients VALUES ('app', 'App', 'public', NULL, \
+               '[\"https://app.test/cb\"]', 'sandboxes:read', 'refresh_token', 1); \
+             INSERT INTO oauth_grants VALUES ('{grant}', '{user}', 'app', 'sandboxes:read', \
+               1, 1, NULL); \
+             INSERT INTO oauth_tokens VALUES ('{}', 'refresh', '{grant}', 'app', '{user}', \
+               '{}', 'sandboxes:read', 1, 2, NULL, NULL, NULL)",
+            token_hash.to_hex(),
+            hash(8).to_hex()
+        )
+        .as_str(),
+    )
+    .await
+    .expect("rows of the old schema");
+    pool.close().await;
+
+    let store = Store::connect(&url)
+        .await
+        .expect("migrates to the current schema");
+    let found = store
+        .oauth()
+        .find_token(&token_hash)
+        .await
+        .expect("find")
+        .expect("the token came through");
+    assert_eq!(found.kind, TokenKind::Refresh);
+    assert_eq!(found.grant_id, GrantId::from_uuid(grant));
+    assert_eq!(found.user.id, UserId::from_uuid(user));
+    assert_eq!(found.scopes, scopes("sandboxes:read"));
+    assert_eq!(found.family, hash(8));
+    assert!(store
+        .oauth()
+        .delete_client(&"app".parse().expect("client id"))
+        .await
+        .expect("delete"));
+    assert_eq!(
+        store.oauth().find_token(&token_hash).await.expect("find"),
+        None,
+        "gone with its grant"
+    );
+    store.close().await;
+}
