@@ -26,6 +26,8 @@ use std::time::Duration;
 use sqlx::{Connection as _, Executor as _};
 use tokio::sync::mpsc;
 
+use crate::error::StoreError;
+
 /// The writer's `wal_autocheckpoint`, in pages of 4 KiB: the bound on the WAL (SQLite's
 /// default is 1000; with the copying done beside the writer, a larger bound means fewer
 /// commits that finish a checkpoint, each with as little left to copy).
@@ -43,12 +45,22 @@ pub(crate) struct WalCheckpointer {
 }
 
 impl WalCheckpointer {
-    /// Opens the checkpointer's connection to the SQLite file at `url` and starts its task.
-    /// Errors: the connection cannot be opened.
-    pub(crate) async fn start(url: &str) -> Result<WalCheckpointer, sqlx::Error> {
-        let mut conn = sqlx::AnyConnection::connect(url).await?;
-        // The checkpoint's own sync of the database file; the WAL's is as the writer's.
-        conn.execute("PRAGMA synchronous = NORMAL").await?;
+    /// Opens the checkpointer's connection to the SQLite file at `url` within `timeout` and
+    /// starts its task. Errors: [`StoreError::Database`] (the connection cannot be opened),
+    /// [`StoreError::Timeout`].
+    pub(crate) async fn start(url: &str, timeout: Duration) -> Result<WalCheckpointer, StoreError> {
+        let open = async {
+            let mut conn = sqlx::AnyConnection::connect(url).await?;
+            // The checkpoint's own sync of the database file; the WAL's is as the writer's.
+            conn.execute("PRAGMA synchronous = NORMAL").await?;
+            Ok::<_, sqlx::Error>(conn)
+        };
+        let mut conn = tokio::time::timeout(timeout, open)
+            .await
+            .map_err(|_| StoreError::Timeout {
+                what: "opening the WAL checkpointer's connection",
+            })?
+            .map_err(StoreError::Database)?;
         // One pending wake is enough: a checkpoint copies everything committed before it.
         let (wake, mut woken) = mpsc::channel(1);
         tokio::spawn(async move {

@@ -329,7 +329,8 @@ impl Store {
         let connect_options: AnyConnectOptions = url.parse()?;
         let pools = if own_writer {
             // Every write wakes the checkpointer (see `checkpoint.rs`).
-            let checkpointer = checkpoint::WalCheckpointer::start(&url).await?;
+            let checkpointer =
+                checkpoint::WalCheckpointer::start(&url, options.acquire_timeout).await?;
             let writer_options =
                 pool_options
                     .clone()
