@@ -37,9 +37,9 @@ pub(crate) const WRITER_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 /// copied by one checkpoint.
 pub(crate) const CHECKPOINT_DELAY: Duration = Duration::from_millis(5);
 
-/// The waking side of a WAL checkpointer. Cheap to clone; the task ends (and closes its
-/// connection) when the last clone is dropped.
-#[derive(Clone, Debug)]
+/// The waking side of a WAL checkpointer (held by the write pool's release hook). The task
+/// ends, and closes its connection, when this is dropped with the pool.
+#[derive(Debug)]
 pub(crate) struct WalCheckpointer {
     wake: mpsc::Sender<()>,
 }
