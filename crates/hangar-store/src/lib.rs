@@ -55,7 +55,8 @@ pub use events::{EventCursor, EventRepo};
 pub use metrics::{MaintenanceReport, MetricsRepo};
 pub use nodes::{NodeRecord, NodeRepo};
 pub use oauth::{
-    DeviceRecord, GrantRecord, NewOAuthToken, OAuthRepo, OAuthTokenRecord, SigningKeyRecord,
+    DeviceRecord, GrantRecord, NewOAuthToken, OAuthRepo, OAuthTokenRecord, RefreshedTokens,
+    RotatedRefresh, SigningKeyRecord,
 };
 pub use sandboxes::{SandboxRepo, StateChange};
 pub use signin::{

@@ -92,6 +92,50 @@ impl fmt::Debug for NewOAuthToken {
     }
 }
 
+/// The tokens a refresh (RFC 6749 section 6) issues in place of an old refresh token, for
+/// [`OAuthRepo::rotate_refresh`]. Both copy the grant, client, person, family and
+/// authentication time of the old token inside the rotation's own write, so a refresh reads
+/// nothing first. `Debug` leaves the hashes out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshedTokens {
+    /// The client presenting the old token: the rotation loses unless the old token was
+    /// issued to it.
+    pub client_id: ClientId,
+    /// SHA-256 of the new access token.
+    pub access: SecretHash,
+    /// The new access token's scope when the request narrowed it (checked by the caller
+    /// against the old token's); `None`: the old token's scope.
+    pub access_scopes: Option<ScopeSet>,
+    /// When the new access token expires.
+    pub access_expires_at: Timestamp,
+    /// SHA-256 of the new refresh token, which keeps the old token's scope.
+    pub refresh: SecretHash,
+    /// When the new refresh token expires.
+    pub refresh_expires_at: Timestamp,
+}
+
+impl fmt::Debug for RefreshedTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshedTokens")
+            .field("client_id", &self.client_id)
+            .field("access_scopes", &self.access_scopes)
+            .field("access_expires_at", &self.access_expires_at)
+            .field("refresh_expires_at", &self.refresh_expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a won rotation read from the old refresh token as it marked it rotated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RotatedRefresh {
+    /// The grant both the old and the new tokens belong to.
+    pub grant_id: GrantId,
+    /// The person.
+    pub user: UserId,
+    /// The old token's scope, which the new refresh token keeps.
+    pub scopes: ScopeSet,
+}
+
 /// A stored token with its user. `revoked_at` is the token's own revocation or, if earlier
 /// or alone, its grant's.
 #[derive(Clone, PartialEq, Eq)]
@@ -230,7 +274,7 @@ fn hash_col(what: &'static str, text: &str) -> Result<SecretHash, StoreError> {
     Ok(SecretHash(hash))
 }
 
-fn scopes_col(what: &'static str, text: &str) -> Result<ScopeSet, StoreError> {
+pub(crate) fn scopes_col(what: &'static str, text: &str) -> Result<ScopeSet, StoreError> {
     ScopeSet::parse(text).map_err(|err| StoreError::corrupt(what, err))
 }
 
@@ -825,10 +869,13 @@ impl<'a> OAuthRepo<'a> {
     }
 
     /// Rotates a refresh token, atomically: the old token is marked rotated as a
-    /// compare-and-set (it must be a refresh token, unrotated, unrevoked, unexpired at `now`,
-    /// with a live grant), and `tokens` are inserted only if it won. Errors:
-    /// [`StoreError::Stale`] if the compare-and-set lost (nothing is written),
-    /// [`StoreError::Timeout`] (SQLite: 30 s in line for the writer).
+    /// compare-and-set (it must be a refresh token of `tokens.client_id`, unrotated,
+    /// unrevoked, unexpired at `now`, with a live grant), and only if it won, the new access
+    /// and refresh tokens are inserted with the old token's grant, person, family and
+    /// authentication time. Returns what the rotation read from the old token. Errors:
+    /// [`StoreError::Stale`] if the compare-and-set lost (nothing is written; the caller
+    /// looks the token up to say why), [`StoreError::Timeout`] (30 s in line for the writer),
+    /// a database error (a new hash already taken; nothing is written).
     ///
     /// This is the hot write of the token endpoint: it joins a group commit (`rotations.rs`),
     /// every rotation waiting written in one transaction and one round trip.
@@ -836,16 +883,14 @@ impl<'a> OAuthRepo<'a> {
         &self,
         hash: &SecretHash,
         now: Timestamp,
-        tokens: &[NewOAuthToken],
-    ) -> Result<(), StoreError> {
-        let won = self.rotations.rotate(hash, now, tokens).await?;
-        if won {
-            Ok(())
-        } else {
-            Err(StoreError::Stale {
+        tokens: &RefreshedTokens,
+    ) -> Result<RotatedRefresh, StoreError> {
+        self.rotations
+            .rotate(hash, now, tokens)
+            .await?
+            .ok_or(StoreError::Stale {
                 what: "refresh token",
             })
-        }
     }
 
     /// Revokes one token. Returns whether it was live before.

@@ -11,7 +11,10 @@
 //! - PostgreSQL: one statement, the updates as one `UPDATE ... FROM (VALUES ...)` in a
 //!   data-modifying `WITH`, the inserts conditional on the rotations it returned.
 //!
-//! Each rotation's rows come back tagged with its place in the batch. A batch that fails is
+//! The new tokens take their grant, person, family and authentication time from the old row
+//! in the same statements, and the update returns what the caller needs of it, so a refresh
+//! reads nothing before its rotation. Each rotation's rows come back tagged with its place
+//! in the batch. A batch that fails is
 //! rolled back and its rotations are written one by one, so one bad rotation fails only
 //! itself.
 
@@ -20,17 +23,21 @@ use std::time::Duration;
 
 use hangar_core::Timestamp;
 use hangar_oauth::SecretHash;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::codec::ms;
+use crate::codec::{col, ms, parse};
 use crate::error::StoreError;
-use crate::oauth::{bind_tokens, token_rows, NEW_TOKEN_COLUMNS};
-use crate::{sqlite_transaction_batch, Dialect, NewOAuthToken};
+use crate::oauth::{scopes_col, NEW_TOKEN_COLUMNS};
+use crate::{sqlite_transaction_batch, Dialect, RefreshedTokens, RotatedRefresh};
 
-/// Most rotations written in one transaction (22 bound values each for an access and a
-/// refresh token, far below SQLite's limit of 32 766 and PostgreSQL's of 65 535).
+/// Most rotations written in one transaction ([`BOUND_PER_ROTATION`] values each, far below
+/// SQLite's limit of 32 766 bound values and PostgreSQL's of 65 535).
 pub(crate) const MAX_BATCH: usize = 64;
+
+/// Values bound per rotation, in this order: the old token's hash, now, the client, the new
+/// access token's hash, scope (or NULL) and expiry, the new refresh token's hash and expiry.
+const BOUND_PER_ROTATION: usize = 8;
 
 /// Most rotations waiting for the writer; a caller beyond that waits to get in line.
 const QUEUE_DEPTH: usize = 1024;
@@ -51,9 +58,9 @@ pub(crate) struct RotationQueue {
 struct Rotation {
     hash: SecretHash,
     now: Timestamp,
-    tokens: Vec<NewOAuthToken>,
-    /// Whether the compare-and-set won (and the tokens were written).
-    reply: oneshot::Sender<Result<bool, StoreError>>,
+    tokens: RefreshedTokens,
+    /// What the won compare-and-set read (and the tokens were written); `None`: it lost.
+    reply: oneshot::Sender<Result<Option<RotatedRefresh>, StoreError>>,
 }
 
 impl RotationQueue {
@@ -66,19 +73,20 @@ impl RotationQueue {
     }
 
     /// Rotates `hash` at `now` to `tokens` (see [`crate::OAuthRepo::rotate_refresh`]) in the
-    /// next batch. Returns whether the compare-and-set won. Errors: [`StoreError::Timeout`]
-    /// after [`DEADLINE`], a database error of the rotation's own transaction.
+    /// next batch. Returns what the compare-and-set read if it won, `None` if it lost.
+    /// Errors: [`StoreError::Timeout`] after [`DEADLINE`], a database error of the rotation's
+    /// own transaction.
     pub(crate) async fn rotate(
         &self,
         hash: &SecretHash,
         now: Timestamp,
-        tokens: &[NewOAuthToken],
-    ) -> Result<bool, StoreError> {
+        tokens: &RefreshedTokens,
+    ) -> Result<Option<RotatedRefresh>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let rotation = Rotation {
             hash: *hash,
             now,
-            tokens: tokens.to_vec(),
+            tokens: tokens.clone(),
             reply,
         };
         let gone = || StoreError::Database(sqlx::Error::PoolClosed);
@@ -135,7 +143,7 @@ async fn write_and_answer(write: &AnyPool, dialect: Dialect, mut batch: Vec<Rota
             for rotation in batch.drain(..) {
                 let outcome = write_batch(write, dialect, std::slice::from_ref(&rotation))
                     .await
-                    .and_then(|mut outcomes| outcomes.pop().unwrap_or(Ok(false)));
+                    .and_then(|mut outcomes| outcomes.pop().unwrap_or(Ok(None)));
                 let _ = rotation.reply.send(outcome);
             }
         }
@@ -143,13 +151,13 @@ async fn write_and_answer(write: &AnyPool, dialect: Dialect, mut batch: Vec<Rota
 }
 
 /// Writes `batch` (each old token at most once) in one transaction. Returns, per rotation,
-/// whether its compare-and-set won; errors if the transaction failed (then nothing was
-/// written).
+/// what its compare-and-set read if it won; errors if the transaction failed (then nothing
+/// was written).
 async fn write_batch(
     write: &AnyPool,
     dialect: Dialect,
     batch: &[Rotation],
-) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
+) -> Result<Vec<Result<Option<RotatedRefresh>, StoreError>>, StoreError> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
@@ -159,48 +167,58 @@ async fn write_batch(
     };
     let mut query = sqlx::query(&sql);
     for rotation in batch {
-        query = bind_tokens(
-            query.bind(rotation.hash.to_hex()).bind(ms(rotation.now)),
-            &rotation.tokens,
-        );
+        let t = &rotation.tokens;
+        query = query
+            .bind(rotation.hash.to_hex())
+            .bind(ms(rotation.now))
+            .bind(t.client_id.as_str().to_owned())
+            .bind(t.access.to_hex())
+            .bind(t.access_scopes.as_ref().map(ToString::to_string))
+            .bind(ms(t.access_expires_at))
+            .bind(t.refresh.to_hex())
+            .bind(ms(t.refresh_expires_at));
     }
     let rows = match dialect {
         Dialect::Sqlite => sqlite_transaction_batch(write, query).await,
         Dialect::Postgres => query.fetch_all(write).await,
     }
     .map_err(StoreError::from_write("oauth token"))?;
-    // Each returned row names its rotation and whether it is the update (0) or an insert (1).
-    let mut written = vec![(0usize, 0usize); batch.len()];
+    // Each returned row names its rotation and whether it is the update (0, with what it
+    // read) or an insert (1).
+    let mut written: Vec<(Option<RotatedRefresh>, usize, usize)> =
+        (0..batch.len()).map(|_| (None, 0, 0)).collect();
     for row in &rows {
-        let item: i64 = row.try_get(0)?;
-        let inserted: i64 = row.try_get(1)?;
+        let item: i64 = col(row, "item")?;
+        let inserted: i64 = col(row, "inserted")?;
         let Some(counts) = usize::try_from(item).ok().and_then(|i| written.get_mut(i)) else {
             return Err(StoreError::corrupt("oauth_tokens", "a rotation batch row"));
         };
         if inserted == 0 {
-            counts.0 += 1;
-        } else {
+            let grant: String = col(row, "grant_id")?;
+            let user: String = col(row, "user_id")?;
+            let scopes: String = col(row, "scopes")?;
+            counts.0 = Some(RotatedRefresh {
+                grant_id: parse("oauth_tokens.grant_id", &grant)?,
+                user: parse("oauth_tokens.user_id", &user)?,
+                scopes: scopes_col("oauth_tokens.scopes", &scopes)?,
+            });
             counts.1 += 1;
+        } else {
+            counts.2 += 1;
         }
     }
-    Ok(batch
-        .iter()
-        .zip(written)
-        .map(|(rotation, (rotated, inserted))| {
-            let expected = if rotated == 1 {
-                rotation.tokens.len()
-            } else {
-                0
-            };
+    Ok(written
+        .into_iter()
+        .map(|(read, rotated, inserted)| {
+            let expected = if rotated == 1 { 2 } else { 0 };
             if rotated <= 1 && inserted == expected {
-                Ok(rotated == 1)
+                Ok(read)
             } else {
                 Err(StoreError::corrupt(
                     "oauth_tokens",
                     format!(
                         "a refresh rotation changed {rotated} old and {inserted} new rows \
-                         for {} tokens",
-                        rotation.tokens.len()
+                         for 2 tokens"
                     ),
                 ))
             }
@@ -208,92 +226,85 @@ async fn write_batch(
         .collect())
 }
 
-/// The compare-and-set of a rotation, for the old token's hash `hash` at `now` (SQL
-/// expressions): it must be a refresh token, unrotated, unrevoked, unexpired, with a live
-/// grant.
-fn rotatable(hash: &str, now: &str) -> String {
+/// The compare-and-set of a rotation, for the old token's hash `hash` at `now` presented by
+/// `client` (SQL expressions): it must be a refresh token of that client, unrotated,
+/// unrevoked, unexpired, with a live grant. It is `RefreshTokenState::check_refresh`
+/// (hangar-oauth) as one condition; the caller of a lost rotation asks that for the reason.
+fn rotatable(hash: &str, now: &str, client: &str) -> String {
     format!(
-        "token_hash = {hash} AND kind = 'refresh' AND rotated_at IS NULL \
-         AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > {now}) \
+        "oauth_tokens.token_hash = {hash} AND oauth_tokens.kind = 'refresh' \
+         AND oauth_tokens.client_id = {client} AND oauth_tokens.rotated_at IS NULL \
+         AND oauth_tokens.revoked_at IS NULL \
+         AND (oauth_tokens.expires_at IS NULL OR oauth_tokens.expires_at > {now}) \
          AND EXISTS (SELECT 1 FROM oauth_grants g \
                      WHERE g.id = oauth_tokens.grant_id AND g.revoked_at IS NULL)"
     )
 }
 
-/// The `$N` numbers of each rotation's values, in binding order: its hash, its now, and the
-/// first of its tokens' values (10 per token, [`token_rows`]).
-fn numbering(batch: &[Rotation]) -> impl Iterator<Item = (usize, &Rotation, usize)> {
-    batch
-        .iter()
-        .scan(1, |next, rotation| {
-            let first = *next;
-            *next += 2 + 10 * rotation.tokens.len();
-            Some((first, rotation))
-        })
-        .enumerate()
-        .map(|(k, (first, rotation))| (k, rotation, first))
+/// Each rotation with its place `k` in the batch and the `$N` names of its
+/// [`BOUND_PER_ROTATION`] values, in binding order.
+fn numbering(batch: &[Rotation]) -> impl Iterator<Item = (usize, [String; BOUND_PER_ROTATION])> {
+    (0..batch.len()).map(|k| {
+        let first = 1 + k * BOUND_PER_ROTATION;
+        (k, std::array::from_fn(|i| format!("${}", first + i)))
+    })
 }
 
-/// `BEGIN IMMEDIATE; (update RETURNING k, 0; insert WHERE changes() = 1 RETURNING k, 1;)...;
-/// COMMIT` for rotations `k = 0, 1, ...` (sqlx-sqlite binds `$N` by number in every statement
-/// of a batch).
+/// `BEGIN IMMEDIATE; (update RETURNING k, 0, what it read; insert of both tokens from the
+/// old row WHERE changes() = 1 RETURNING k, 1;)...; COMMIT` for rotations `k = 0, 1, ...`
+/// (sqlx-sqlite binds `$N` by number in every statement of a batch).
 fn sqlite_batch(batch: &[Rotation]) -> String {
     let mut sql = String::from("BEGIN IMMEDIATE;");
-    for (k, rotation, first) in numbering(batch) {
-        let (hash, now) = (format!("${first}"), format!("${}", first + 1));
+    for (k, [hash, now, client, access, access_scopes, access_exp, refresh, refresh_exp]) in
+        numbering(batch)
+    {
         let _ = write!(
             sql,
-            " UPDATE oauth_tokens SET rotated_at = {now} WHERE {} RETURNING {k}, 0;",
-            rotatable(&hash, &now)
+            " UPDATE oauth_tokens SET rotated_at = {now} WHERE {} \
+             RETURNING {k} AS item, 0 AS inserted, grant_id, user_id, scopes;\
+             INSERT INTO oauth_tokens ({NEW_TOKEN_COLUMNS}) \
+             SELECT n.column1, n.column2, o.grant_id, o.client_id, o.user_id, o.family, \
+               coalesce(n.column3, o.scopes), o.auth_time, {now}, n.column4 \
+             FROM (VALUES ({access}, 'access', {access_scopes}, {access_exp}), \
+                          ({refresh}, 'refresh', NULL, {refresh_exp})) AS n, oauth_tokens o \
+             WHERE o.token_hash = {hash} AND changes() = 1 \
+             RETURNING {k} AS item, 1 AS inserted;",
+            rotatable(&hash, &now, &client)
         );
-        if !rotation.tokens.is_empty() {
-            let _ = write!(
-                sql,
-                " INSERT INTO oauth_tokens ({NEW_TOKEN_COLUMNS}) \
-                 SELECT * FROM (VALUES {}) WHERE changes() = 1 RETURNING {k}, 1;",
-                token_rows(rotation.tokens.len(), first + 2)
-            );
-        }
     }
     sql.push_str(" COMMIT");
     sql
 }
 
-/// One statement: the updates as one `UPDATE ... FROM` the rotations `(k, hash, now)` in a
-/// data-modifying `WITH`, the inserts of the tokens `(k, ...)` of the rotations it returned,
-/// then `(k, 0)` per rotated token and `(k, 1)` per inserted one. The compare-and-set is the
-/// one of [`rotatable`].
+/// One statement: the updates as one `UPDATE ... FROM` the rotations in a data-modifying
+/// `WITH`, returning what they read; the inserts of both new tokens of each rotation it
+/// returned, from the old row; then `(k, 0, what it read)` per rotated token and `(k, 1)` per
+/// inserted one. The compare-and-set is the one of [`rotatable`].
 fn postgres_batch(batch: &[Rotation]) -> String {
     let mut input = String::new();
-    let mut tokens = String::new();
-    for (k, rotation, first) in numbering(batch) {
+    for (k, values) in numbering(batch) {
         let sep = if input.is_empty() { "" } else { ", " };
-        let _ = write!(input, "{sep}({k}, ${first}, ${})", first + 1);
-        for i in 0..rotation.tokens.len() {
-            let sep = if tokens.is_empty() { "" } else { ", " };
-            let row = token_rows(1, first + 2 + 10 * i);
-            let _ = write!(tokens, "{sep}({k}, {}", &row[1..]);
-        }
+        let _ = write!(input, "{sep}({k}, {})", values.join(", "));
     }
-    let mut sql = format!(
-        "WITH input (k, old_hash, now) AS (VALUES {input}), \
+    format!(
+        "WITH input (k, old_hash, now, client, access_hash, access_scopes, access_exp, \
+                     refresh_hash, refresh_exp) AS (VALUES {input}), \
          rotated AS (UPDATE oauth_tokens SET rotated_at = input.now FROM input WHERE {} \
-           RETURNING input.k)",
-        rotatable("input.old_hash", "input.now")
-    );
-    if tokens.is_empty() {
-        sql.push_str(" SELECT k::bigint, 0::bigint FROM rotated");
-        return sql;
-    }
-    let _ = write!(
-        sql,
-        ", new_tokens (k, {NEW_TOKEN_COLUMNS}) AS (VALUES {tokens}), \
+           RETURNING input.k, oauth_tokens.grant_id, oauth_tokens.client_id, \
+             oauth_tokens.user_id, oauth_tokens.family, oauth_tokens.scopes, \
+             oauth_tokens.auth_time), \
          inserted AS (INSERT INTO oauth_tokens ({NEW_TOKEN_COLUMNS}) \
-           SELECT {NEW_TOKEN_COLUMNS} FROM new_tokens WHERE k IN (SELECT k FROM rotated) \
+           SELECT n.token_hash, n.kind, r.grant_id, r.client_id, r.user_id, r.family, \
+             coalesce(n.scopes, r.scopes), r.auth_time, i.now, n.expires_at \
+           FROM rotated r JOIN input i ON i.k = r.k \
+           CROSS JOIN LATERAL (VALUES (i.access_hash, 'access', i.access_scopes, i.access_exp), \
+             (i.refresh_hash, 'refresh', NULL, i.refresh_exp)) \
+             AS n (token_hash, kind, scopes, expires_at) \
            RETURNING token_hash) \
-         SELECT k::bigint, 0::bigint FROM rotated \
-         UNION ALL SELECT n.k::bigint, 1::bigint FROM inserted \
-           JOIN new_tokens n ON n.token_hash = inserted.token_hash"
-    );
-    sql
+         SELECT r.k::bigint AS item, 0::bigint AS inserted, r.grant_id, r.user_id, r.scopes \
+           FROM rotated r \
+         UNION ALL SELECT i.k::bigint, 1::bigint, NULL, NULL, NULL FROM inserted \
+           JOIN input i ON inserted.token_hash IN (i.access_hash, i.refresh_hash)",
+        rotatable("input.old_hash", "input.now", "input.client")
+    )
 }

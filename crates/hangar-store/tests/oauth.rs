@@ -9,7 +9,8 @@ use hangar_oauth::token::TokenKind;
 use hangar_oauth::{ScopeSet, SecretHash};
 use hangar_store::testing::TestDb;
 use hangar_store::{
-    DeviceRecord, NewOAuthToken, SigningKeyRecord, Store, StoreError, TokenRecord, User,
+    DeviceRecord, NewOAuthToken, RefreshedTokens, RotatedRefresh, SigningKeyRecord, Store,
+    StoreError, TokenRecord, User,
 };
 use uuid::Uuid;
 
@@ -91,18 +92,17 @@ fn token(
     }
 }
 
-/// An access and a refresh token of `grant`, in the family of code 1.
-fn token_pair(
-    access: u8,
-    refresh: u8,
-    grant: GrantId,
-    client: &OAuthClient,
-    user: UserId,
-) -> Vec<NewOAuthToken> {
-    vec![
-        token(access, TokenKind::Access, grant, client, user, hash(1)),
-        token(refresh, TokenKind::Refresh, grant, client, user, hash(1)),
-    ]
+/// The new access (`access`) and refresh (`refresh`) tokens of a refresh by `client`, with
+/// the old token's scope, expiring an hour after the epoch of the tests.
+fn refreshed(access: u8, refresh: u8, client: &OAuthClient) -> RefreshedTokens {
+    RefreshedTokens {
+        client_id: client.id.clone(),
+        access: hash(access),
+        access_scopes: None,
+        access_expires_at: at(3_600_000),
+        refresh: hash(refresh),
+        refresh_expires_at: at(7_200_000),
+    }
 }
 
 /// A user, a client, a live grant, and a code for it (hash 1).
@@ -351,47 +351,67 @@ async fn code_redemption_is_one_transaction_with_one_winner(db: TestDb) {
 async fn refresh_rotation_has_one_winner(db: TestDb) {
     let store = db.store().await;
     let (user, app, grant) = fixture(&store).await;
+    let mut old = token(2, TokenKind::Refresh, grant, &app, user.id, hash(1));
+    old.scopes = scopes("sandboxes:read openid");
+    old.auth_time = at(-5);
     store
         .oauth()
-        .insert_tokens(&[token(2, TokenKind::Refresh, grant, &app, user.id, hash(1))])
+        .insert_tokens(std::slice::from_ref(&old))
         .await
         .expect("refresh");
     let mut tasks = Vec::new();
     for i in 0..8u8 {
         let store = store.clone();
-        let tokens = vec![
-            token(20 + 2 * i, TokenKind::Access, grant, &app, user.id, hash(1)),
-            token(
-                21 + 2 * i,
-                TokenKind::Refresh,
-                grant,
-                &app,
-                user.id,
-                hash(1),
-            ),
-        ];
+        let tokens = refreshed(20 + 2 * i, 21 + 2 * i, &app);
         tasks.push(tokio::spawn(async move {
-            store
+            let rotated = store
                 .oauth()
                 .rotate_refresh(&hash(2), at(10), &tokens)
-                .await
+                .await;
+            (tokens, rotated)
         }));
     }
-    let mut wins = 0;
+    let mut winners = Vec::new();
     for task in tasks {
         match task.await.expect("join") {
-            Ok(()) => wins += 1,
-            Err(StoreError::Stale { .. }) => {}
-            Err(other) => panic!("unexpected {other:?}"),
+            (tokens, Ok(rotated)) => winners.push((tokens, rotated)),
+            (_, Err(StoreError::Stale { .. })) => {}
+            (_, Err(other)) => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(wins, 1);
+    let [(won, rotated)] = winners.as_slice() else {
+        panic!("{} winners", winners.len());
+    };
+    // The winner read the old token, and its new tokens copy the old token's grant.
+    assert_eq!(
+        *rotated,
+        RotatedRefresh {
+            grant_id: grant,
+            user: user.id,
+            scopes: old.scopes.clone(),
+        }
+    );
     let tokens = store
         .oauth()
         .list_tokens_of_grant(grant)
         .await
         .expect("tokens");
     assert_eq!(tokens.len(), 3);
+    for (new, kind, expires_at) in [
+        (won.access, TokenKind::Access, won.access_expires_at),
+        (won.refresh, TokenKind::Refresh, won.refresh_expires_at),
+    ] {
+        let new = tokens.iter().find(|t| t.hash == new).expect("new token");
+        assert_eq!(new.kind, kind);
+        assert_eq!(new.client_id, app.id);
+        assert_eq!(new.user.id, user.id);
+        assert_eq!(new.family, hash(1));
+        assert_eq!(new.scopes, old.scopes);
+        assert_eq!(new.auth_time, at(-5));
+        assert_eq!(new.created_at, at(10));
+        assert_eq!(new.expires_at, Some(expires_at));
+        assert_eq!((new.rotated_at, new.revoked_at), (None, None));
+    }
     let old = store
         .oauth()
         .find_token(&hash(2))
@@ -408,7 +428,7 @@ async fn refresh_rotation_has_one_winner(db: TestDb) {
     assert!(matches!(
         store
             .oauth()
-            .rotate_refresh(&access.hash, at(12), &[])
+            .rotate_refresh(&access.hash, at(12), &refreshed(40, 41, &app))
             .await,
         Err(StoreError::Stale { .. })
     ));
@@ -435,22 +455,27 @@ async fn refresh_rotation_has_one_winner(db: TestDb) {
 }
 
 /// A rotation writes all or nothing: an insert that fails leaves the old refresh token
-/// usable, and an expired token or a revoked grant rotates nothing.
+/// usable, and an expired token, another client's token or a revoked grant rotates nothing.
+/// A narrowed scope goes to the new access token only.
 async fn refresh_rotation_is_all_or_nothing(db: TestDb) {
     let store = db.store().await;
     let (user, app, grant) = fixture(&store).await;
+    let other = client("other", ClientType::Public);
+    store.oauth().insert_client(&other).await.expect("other");
     let mut short = token(2, TokenKind::Refresh, grant, &app, user.id, hash(1));
     short.expires_at = Some(at(100));
+    let mut wide = token(3, TokenKind::Refresh, grant, &app, user.id, hash(1));
+    wide.scopes = scopes("sandboxes:read openid");
     store
         .oauth()
         .insert_tokens(&[
             short,
-            token(3, TokenKind::Refresh, grant, &app, user.id, hash(1)),
+            wide,
             token(4, TokenKind::Access, grant, &app, user.id, hash(1)),
         ])
         .await
         .expect("tokens");
-    let pair = |access, refresh| token_pair(access, refresh, grant, &app, user.id);
+    let pair = |access, refresh| refreshed(access, refresh, &app);
     // The new refresh token's hash is taken: the insert fails, so the rotation is undone.
     let failed = store
         .oauth()
@@ -479,12 +504,41 @@ async fn refresh_rotation_is_all_or_nothing(db: TestDb) {
         store.oauth().find_token(&hash(21)).await.expect("find"),
         None
     );
-    // The same token rotates once it is retried with fresh hashes...
-    store
+    // Presented by another client: nothing written.
+    assert!(matches!(
+        store
+            .oauth()
+            .rotate_refresh(&hash(3), at(10), &refreshed(27, 28, &other))
+            .await,
+        Err(StoreError::Stale { .. })
+    ));
+    assert_eq!(
+        store.oauth().find_token(&hash(27)).await.expect("find"),
+        None
+    );
+    // The same token rotates once it is retried with fresh hashes, here with a narrower
+    // scope for the access token...
+    let mut narrow = pair(23, 24);
+    narrow.access_scopes = Some(scopes("sandboxes:read"));
+    let rotated = store
         .oauth()
-        .rotate_refresh(&hash(3), at(11), &pair(23, 24))
+        .rotate_refresh(&hash(3), at(11), &narrow)
         .await
         .expect("rotate");
+    assert_eq!(rotated.scopes, scopes("sandboxes:read openid"));
+    let scope_of = |n| {
+        let store = store.clone();
+        async move {
+            store
+                .oauth()
+                .find_token(&hash(n))
+                .await
+                .expect("find")
+                .map(|t| t.scopes)
+        }
+    };
+    assert_eq!(scope_of(23).await, Some(scopes("sandboxes:read")));
+    assert_eq!(scope_of(24).await, Some(scopes("sandboxes:read openid")));
     // ...and a token of a revoked grant never does.
     store
         .oauth()
@@ -524,17 +578,7 @@ async fn concurrent_rotations_each_win_once_and_fail_alone(db: TestDb) {
             } else {
                 120 + 2 * i + attempt * 40
             };
-            let tokens = vec![
-                token(access, TokenKind::Access, grant, &app, user.id, hash(1)),
-                token(
-                    121 + 2 * i + attempt * 40,
-                    TokenKind::Refresh,
-                    grant,
-                    &app,
-                    user.id,
-                    hash(1),
-                ),
-            ];
+            let tokens = refreshed(access, 121 + 2 * i + attempt * 40, &app);
             tasks.push(tokio::spawn(async move {
                 (
                     i,
@@ -548,7 +592,10 @@ async fn concurrent_rotations_each_win_once_and_fail_alone(db: TestDb) {
     for task in tasks {
         let (i, attempt, result) = task.await.expect("join");
         match result {
-            Ok(()) => wins[usize::from(i)] += 1,
+            Ok(rotated) => {
+                assert_eq!(rotated.grant_id, grant);
+                wins[usize::from(i)] += 1;
+            }
             Err(StoreError::Stale { .. }) => {}
             Err(_) if i == 0 && attempt == 0 => {}
             Err(other) => panic!("rotation {i}/{attempt}: unexpected {other:?}"),
@@ -585,7 +632,7 @@ async fn a_failed_rotation_keeps_an_in_memory_store() {
         ])
         .await
         .expect("tokens");
-    let pair = |access, refresh| token_pair(access, refresh, grant, &app, user.id);
+    let pair = |access, refresh| refreshed(access, refresh, &app);
     let failed = store
         .oauth()
         .rotate_refresh(&hash(3), at(10), &pair(20, 4))

@@ -42,7 +42,9 @@ use hangar_oauth::secret::{
 };
 use hangar_oauth::token::{expiry, RefreshRefusal, RefreshTokenState, TokenKind};
 use hangar_oauth::{ErrorCode, OAuthError, Scope, ScopeSet, SecretHash};
-use hangar_store::{DeviceRecord, GrantRecord, NewOAuthToken, OAuthTokenRecord, Store, StoreError};
+use hangar_store::{
+    DeviceRecord, GrantRecord, NewOAuthToken, OAuthTokenRecord, RefreshedTokens, Store, StoreError,
+};
 use rand::rngs::OsRng;
 use zeroize::Zeroizing;
 
@@ -326,6 +328,11 @@ pub struct OAuthService {
     verified: secret_cache::SecretCache,
     /// Client records read recently.
     clients: client_cache::ClientCache,
+}
+
+/// `invalid_grant` for a refresh token that is not one of ours (RFC 6749 section 5.2).
+fn unknown_refresh_token() -> OAuthError {
+    OAuthError::invalid_grant("unknown refresh token")
 }
 
 fn secs(d: Duration) -> u64 {
@@ -733,25 +740,69 @@ impl OAuthService {
         CodeRefusal::Replayed.into_error().into()
     }
 
+    /// The refresh_token grant (RFC 6749 section 6) with rotation (RFC 9700 section
+    /// 4.14.2). The rotation is one compare-and-set write that copies the grant from the old
+    /// token, so the old token is read first only when the request narrows the scope, and
+    /// afterwards only when the rotation lost, to say why.
     async fn refresh(
         &self,
         client: &OAuthClient,
         refresh_token: &str,
         requested: Option<&ScopeSet>,
     ) -> Result<IssuedTokens, EndpointError> {
-        let unknown = || OAuthError::invalid_grant("unknown refresh token");
         if !has_shape(refresh_token, REFRESH_TOKEN_PREFIX) {
-            return Err(unknown().into());
+            return Err(unknown_refresh_token().into());
         }
         let hash = SecretHash::of(refresh_token);
+        let now = self.clock.now();
+        let access_scopes = match requested {
+            None => None,
+            Some(_) => Some(self.refused_refresh(client, &hash, requested, now).await?),
+        };
+        let access = Secret::generate(ACCESS_TOKEN_PREFIX, &mut OsRng);
+        let refresh = Secret::generate(REFRESH_TOKEN_PREFIX, &mut OsRng);
+        let tokens = RefreshedTokens {
+            client_id: client.id.clone(),
+            access: access.hash(),
+            access_scopes: access_scopes.clone(),
+            access_expires_at: expiry(now, self.config.access_token_ttl),
+            refresh: refresh.hash(),
+            refresh_expires_at: expiry(now, self.config.refresh_token_ttl),
+        };
+        match self.store.oauth().rotate_refresh(&hash, now, &tokens).await {
+            Ok(rotated) => Ok(IssuedTokens {
+                access_token: access,
+                expires_in: secs(self.config.access_token_ttl),
+                refresh_token: Some(refresh),
+                scope: access_scopes.unwrap_or(rotated.scopes),
+                id_token: None,
+            }),
+            Err(StoreError::Stale { .. }) => {
+                // Lost: the old token says why (or, still refreshable, lost to a revocation).
+                self.refused_refresh(client, &hash, requested, now).await?;
+                Err(unknown_refresh_token().into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads the refresh token `hash` and checks a refresh of it by `client` at `now`
+    /// (`RefreshTokenState::check_refresh`). Returns the access token's scope if it may be
+    /// refreshed; otherwise the refusal, after revoking the grant if the token was reused.
+    async fn refused_refresh(
+        &self,
+        client: &OAuthClient,
+        hash: &SecretHash,
+        requested: Option<&ScopeSet>,
+        now: Timestamp,
+    ) -> Result<ScopeSet, EndpointError> {
         let record = self
             .store
             .oauth()
-            .find_token(&hash)
+            .find_token(hash)
             .await?
             .filter(|t| t.kind == TokenKind::Refresh)
-            .ok_or_else(unknown)?;
-        let now = self.clock.now();
+            .ok_or_else(unknown_refresh_token)?;
         let state = RefreshTokenState {
             client_id: record.client_id.clone(),
             scopes: record.scopes.clone(),
@@ -759,38 +810,10 @@ impl OAuthService {
             rotated_at: record.rotated_at,
             revoked_at: record.revoked_at,
         };
-        let access_scopes = match state.check_refresh(&client.id, requested, now) {
-            Ok(scopes) => scopes,
-            Err(RefreshRefusal::Reused) => return Err(self.refresh_reused(&record, now).await),
-            Err(RefreshRefusal::Invalid(e)) => return Err(e.into()),
-        };
-        let (tokens, issued) = self.mint(
-            client,
-            record.grant_id,
-            record.user.id,
-            record.family,
-            &access_scopes,
-            // RFC 6749 section 6: a new refresh token keeps the scope of the old one.
-            &record.scopes,
-            record.auth_time,
-            now,
-        );
-        match self.store.oauth().rotate_refresh(&hash, now, &tokens).await {
-            Ok(()) => Ok(issued),
-            Err(StoreError::Stale { .. }) => {
-                let reused = self
-                    .store
-                    .oauth()
-                    .find_token(&hash)
-                    .await?
-                    .is_some_and(|t| t.rotated_at.is_some());
-                if reused {
-                    Err(self.refresh_reused(&record, now).await)
-                } else {
-                    Err(unknown().into())
-                }
-            }
-            Err(e) => Err(e.into()),
+        match state.check_refresh(&client.id, requested, now) {
+            Ok(scopes) => Ok(scopes),
+            Err(RefreshRefusal::Reused) => Err(self.refresh_reused(&record, now).await),
+            Err(RefreshRefusal::Invalid(e)) => Err(e.into()),
         }
     }
 
