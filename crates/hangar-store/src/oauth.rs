@@ -267,7 +267,7 @@ impl fmt::Debug for SigningKeyRecord {
     }
 }
 
-fn hash_col(what: &'static str, text: &str) -> Result<SecretHash, StoreError> {
+pub(crate) fn hash_col(what: &'static str, text: &str) -> Result<SecretHash, StoreError> {
     let mut hash = [0u8; 32];
     hex::decode_to_slice(text, &mut hash)
         .map_err(|_| StoreError::corrupt(what, "not 64 hex characters"))?;

@@ -6,15 +6,18 @@
 //! every rotation waiting (up to [`MAX_BATCH`], each old token at most once) and writes them
 //! as **one transaction in one round trip**, with the same compare-and-set per rotation:
 //!
-//! - SQLite: one batch `BEGIN IMMEDIATE; ...; COMMIT` holding, per rotation, the update and
-//!   an insert conditional on its `changes()`;
+//! - SQLite: one batch `BEGIN IMMEDIATE; INSERT ...; UPDATE ...; COMMIT` whatever its size:
+//!   the insert of every new token whose old token passes the compare-and-set, then the
+//!   update of those old tokens under the same condition. Nothing else writes between the
+//!   two (one transaction, one writer), so both pick the same rotations;
 //! - PostgreSQL: one statement, the updates as one `UPDATE ... FROM (VALUES ...)` in a
 //!   data-modifying `WITH`, the inserts conditional on the rotations it returned.
 //!
 //! The new tokens take their grant, person, family and authentication time from the old row
 //! in the same statements, and the update returns what the caller needs of it, so a refresh
-//! reads nothing before its rotation. Each rotation's rows come back tagged with its place
-//! in the batch. A batch that fails is
+//! reads nothing before its rotation. Only the rotations that won return a row (the old
+//! token's hash with what was read): with sqlx-sqlite every row and every statement's result
+//! is a message between the connection's thread and the task, so fewer is faster. A batch that fails is
 //! rolled back and its rotations are written one by one, so one bad rotation fails only
 //! itself.
 
@@ -28,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{col, ms, parse};
 use crate::error::StoreError;
-use crate::oauth::{scopes_col, NEW_TOKEN_COLUMNS};
+use crate::oauth::{hash_col, scopes_col, NEW_TOKEN_COLUMNS};
 use crate::{sqlite_transaction_batch, Dialect, RefreshedTokens, RotatedRefresh};
 
 /// Most rotations written in one transaction ([`BOUND_PER_ROTATION`] values each, far below
@@ -183,47 +186,27 @@ async fn write_batch(
         Dialect::Postgres => query.fetch_all(write).await,
     }
     .map_err(StoreError::from_write("oauth token"))?;
-    // Each returned row names its rotation and whether it is the update (0, with what it
-    // read) or an insert (1).
-    let mut written: Vec<(Option<RotatedRefresh>, usize, usize)> =
-        (0..batch.len()).map(|_| (None, 0, 0)).collect();
+    // One row per rotation that won, named by its old token's hash.
+    let mut read: Vec<Option<RotatedRefresh>> = vec![None; batch.len()];
     for row in &rows {
-        let item: i64 = col(row, "item")?;
-        let inserted: i64 = col(row, "inserted")?;
-        let Some(counts) = usize::try_from(item).ok().and_then(|i| written.get_mut(i)) else {
-            return Err(StoreError::corrupt("oauth_tokens", "a rotation batch row"));
-        };
-        if inserted == 0 {
-            let grant: String = col(row, "grant_id")?;
-            let user: String = col(row, "user_id")?;
-            let scopes: String = col(row, "scopes")?;
-            counts.0 = Some(RotatedRefresh {
-                grant_id: parse("oauth_tokens.grant_id", &grant)?,
-                user: parse("oauth_tokens.user_id", &user)?,
-                scopes: scopes_col("oauth_tokens.scopes", &scopes)?,
-            });
-            counts.1 += 1;
-        } else {
-            counts.2 += 1;
-        }
+        let old: String = col(row, "token_hash")?;
+        let grant: String = col(row, "grant_id")?;
+        let user: String = col(row, "user_id")?;
+        let scopes: String = col(row, "scopes")?;
+        let old = hash_col("oauth_tokens.token_hash", &old)?;
+        let slot = batch
+            .iter()
+            .position(|r| r.hash == old)
+            .and_then(|k| read.get_mut(k))
+            .filter(|slot| slot.is_none())
+            .ok_or_else(|| StoreError::corrupt("oauth_tokens", "a rotation batch row"))?;
+        *slot = Some(RotatedRefresh {
+            grant_id: parse("oauth_tokens.grant_id", &grant)?,
+            user: parse("oauth_tokens.user_id", &user)?,
+            scopes: scopes_col("oauth_tokens.scopes", &scopes)?,
+        });
     }
-    Ok(written
-        .into_iter()
-        .map(|(read, rotated, inserted)| {
-            let expected = if rotated == 1 { 2 } else { 0 };
-            if rotated <= 1 && inserted == expected {
-                Ok(read)
-            } else {
-                Err(StoreError::corrupt(
-                    "oauth_tokens",
-                    format!(
-                        "a refresh rotation changed {rotated} old and {inserted} new rows \
-                         for 2 tokens"
-                    ),
-                ))
-            }
-        })
-        .collect())
+    Ok(read.into_iter().map(Ok).collect())
 }
 
 /// The compare-and-set of a rotation, for the old token's hash `hash` at `now` presented by
@@ -250,36 +233,47 @@ fn numbering(batch: &[Rotation]) -> impl Iterator<Item = (usize, [String; BOUND_
     })
 }
 
-/// `BEGIN IMMEDIATE; (update RETURNING k, 0, what it read; insert of both tokens from the
-/// old row WHERE changes() = 1 RETURNING k, 1;)...; COMMIT` for rotations `k = 0, 1, ...`
-/// (sqlx-sqlite binds `$N` by number in every statement of a batch).
+/// `BEGIN IMMEDIATE; INSERT (the new tokens of every rotation whose old token passes the
+/// compare-and-set, from the old row); UPDATE (those old tokens) RETURNING what it read;
+/// COMMIT`. sqlx-sqlite binds `$N` by number in every statement of a batch, so both
+/// statements name the same values.
 fn sqlite_batch(batch: &[Rotation]) -> String {
-    let mut sql = String::from("BEGIN IMMEDIATE;");
-    for (k, [hash, now, client, access, access_scopes, access_exp, refresh, refresh_exp]) in
+    let mut new_tokens = String::new();
+    let mut olds = String::new();
+    for (_, [hash, now, client, access, access_scopes, access_exp, refresh, refresh_exp]) in
         numbering(batch)
     {
+        let sep = if olds.is_empty() { "" } else { ", " };
         let _ = write!(
-            sql,
-            " UPDATE oauth_tokens SET rotated_at = {now} WHERE {} \
-             RETURNING {k} AS item, 0 AS inserted, grant_id, user_id, scopes;\
-             INSERT INTO oauth_tokens ({NEW_TOKEN_COLUMNS}) \
-             SELECT n.column1, n.column2, o.grant_id, o.client_id, o.user_id, o.family, \
-               coalesce(n.column3, o.scopes), o.auth_time, {now}, n.column4 \
-             FROM (VALUES ({access}, 'access', {access_scopes}, {access_exp}), \
-                          ({refresh}, 'refresh', NULL, {refresh_exp})) AS n, oauth_tokens o \
-             WHERE o.token_hash = {hash} AND changes() = 1 \
-             RETURNING {k} AS item, 1 AS inserted;",
-            rotatable(&hash, &now, &client)
+            new_tokens,
+            "{sep}({hash}, {now}, {client}, {access}, 'access', {access_scopes}, {access_exp}), \
+             ({hash}, {now}, {client}, {refresh}, 'refresh', NULL, {refresh_exp})"
         );
+        let _ = write!(olds, "{sep}({hash}, {now}, {client})");
     }
-    sql.push_str(" COMMIT");
-    sql
+    // SQLite names the columns of a VALUES table column1, column2, ...
+    format!(
+        "BEGIN IMMEDIATE; \
+         INSERT INTO oauth_tokens ({NEW_TOKEN_COLUMNS}) \
+         SELECT n.column4, n.column5, oauth_tokens.grant_id, oauth_tokens.client_id, \
+           oauth_tokens.user_id, oauth_tokens.family, \
+           coalesce(n.column6, oauth_tokens.scopes), oauth_tokens.auth_time, n.column2, \
+           n.column7 \
+         FROM (VALUES {new_tokens}) AS n \
+         JOIN oauth_tokens ON {}; \
+         UPDATE oauth_tokens SET rotated_at = o.column2 FROM (VALUES {olds}) AS o WHERE {} \
+         RETURNING token_hash, grant_id, user_id, scopes; \
+         COMMIT",
+        rotatable("n.column1", "n.column2", "n.column3"),
+        rotatable("o.column1", "o.column2", "o.column3"),
+    )
 }
 
 /// One statement: the updates as one `UPDATE ... FROM` the rotations in a data-modifying
 /// `WITH`, returning what they read; the inserts of both new tokens of each rotation it
-/// returned, from the old row; then `(k, 0, what it read)` per rotated token and `(k, 1)` per
-/// inserted one. The compare-and-set is the one of [`rotatable`].
+/// returned, from the old row (PostgreSQL runs a data-modifying `WITH` to completion whether
+/// or not it is read); then the old hash and what was read per rotated token. The
+/// compare-and-set is the one of [`rotatable`].
 fn postgres_batch(batch: &[Rotation]) -> String {
     let mut input = String::new();
     for (k, values) in numbering(batch) {
@@ -300,11 +294,9 @@ fn postgres_batch(batch: &[Rotation]) -> String {
            CROSS JOIN LATERAL (VALUES (i.access_hash, 'access', i.access_scopes, i.access_exp), \
              (i.refresh_hash, 'refresh', NULL, i.refresh_exp)) \
              AS n (token_hash, kind, scopes, expires_at) \
-           RETURNING token_hash) \
-         SELECT r.k::bigint AS item, 0::bigint AS inserted, r.grant_id, r.user_id, r.scopes \
-           FROM rotated r \
-         UNION ALL SELECT i.k::bigint, 1::bigint, NULL, NULL, NULL FROM inserted \
-           JOIN input i ON inserted.token_hash IN (i.access_hash, i.refresh_hash)",
+           ) \
+         SELECT i.old_hash AS token_hash, r.grant_id, r.user_id, r.scopes \
+           FROM rotated r JOIN input i ON i.k = r.k",
         rotatable("input.old_hash", "input.now", "input.client")
     )
 }
