@@ -695,7 +695,6 @@ impl OAuthService {
             record.user,
             hash,
             &record.scopes,
-            &record.scopes,
             record.auth_time,
             now,
         );
@@ -894,16 +893,8 @@ impl OAuthService {
                     return Err(OAuthError::server_error().into());
                 };
                 let auth_time = device.auth_time.unwrap_or(now);
-                let (tokens, issued) = self.mint(
-                    client,
-                    grant_id,
-                    user,
-                    hash,
-                    &device.scopes,
-                    &device.scopes,
-                    auth_time,
-                    now,
-                );
+                let (tokens, issued) =
+                    self.mint(client, grant_id, user, hash, &device.scopes, auth_time, now);
                 match self
                     .store
                     .oauth()
@@ -922,8 +913,9 @@ impl OAuthService {
         }
     }
 
-    /// New secrets and their records: an access token for `access_scopes` and, when the
-    /// client may refresh, a refresh token for `refresh_scopes`.
+    /// New secrets and their records for a code or a device code: an access token and, when
+    /// the client may refresh, a refresh token, both for `scopes`. (A refresh mints its own:
+    /// its tokens copy the old one's grant in the rotation's write.)
     #[allow(clippy::too_many_arguments)]
     fn mint(
         &self,
@@ -931,12 +923,11 @@ impl OAuthService {
         grant_id: GrantId,
         user: hangar_core::UserId,
         family: SecretHash,
-        access_scopes: &ScopeSet,
-        refresh_scopes: &ScopeSet,
+        scopes: &ScopeSet,
         auth_time: Timestamp,
         now: Timestamp,
     ) -> (Vec<NewOAuthToken>, IssuedTokens) {
-        let record = |hash, kind, scopes: &ScopeSet, ttl| NewOAuthToken {
+        let record = |hash, kind, ttl| NewOAuthToken {
             hash,
             kind,
             grant_id,
@@ -952,7 +943,6 @@ impl OAuthService {
         let mut tokens = vec![record(
             access.hash(),
             TokenKind::Access,
-            access_scopes,
             self.config.access_token_ttl,
         )];
         let refresh = client
@@ -963,7 +953,6 @@ impl OAuthService {
             tokens.push(record(
                 refresh.hash(),
                 TokenKind::Refresh,
-                refresh_scopes,
                 self.config.refresh_token_ttl,
             ));
         }
@@ -973,7 +962,7 @@ impl OAuthService {
                 access_token: access,
                 expires_in: secs(self.config.access_token_ttl),
                 refresh_token: refresh,
-                scope: access_scopes.clone(),
+                scope: scopes.clone(),
                 id_token: None,
             },
         )
