@@ -17,9 +17,10 @@
 //! in the same statements, and the update returns what the caller needs of it, so a refresh
 //! reads nothing before its rotation. Only the rotations that won return a row (the old
 //! token's hash with what was read): with sqlx-sqlite every row and every statement's result
-//! is a message between the connection's thread and the task, so fewer is faster. A batch that fails is
-//! rolled back and its rotations are written one by one, so one bad rotation fails only
-//! itself.
+//! is a message between the connection's thread and the task, so fewer is faster.
+//!
+//! A batch that fails is rolled back and its rotations are written one by one, so one bad
+//! rotation fails only itself.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -133,7 +134,7 @@ async fn write_and_answer(write: &AnyPool, dialect: Dialect, mut batch: Vec<Rota
     match write_batch(write, dialect, &batch).await {
         Ok(outcomes) => {
             for (rotation, outcome) in batch.drain(..).zip(outcomes) {
-                let _ = rotation.reply.send(outcome);
+                let _ = rotation.reply.send(Ok(outcome));
             }
         }
         Err(err) if batch.len() == 1 => {
@@ -146,7 +147,7 @@ async fn write_and_answer(write: &AnyPool, dialect: Dialect, mut batch: Vec<Rota
             for rotation in batch.drain(..) {
                 let outcome = write_batch(write, dialect, std::slice::from_ref(&rotation))
                     .await
-                    .and_then(|mut outcomes| outcomes.pop().unwrap_or(Ok(None)));
+                    .map(|mut outcomes| outcomes.pop().flatten());
                 let _ = rotation.reply.send(outcome);
             }
         }
@@ -160,7 +161,7 @@ async fn write_batch(
     write: &AnyPool,
     dialect: Dialect,
     batch: &[Rotation],
-) -> Result<Vec<Result<Option<RotatedRefresh>, StoreError>>, StoreError> {
+) -> Result<Vec<Option<RotatedRefresh>>, StoreError> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
@@ -206,7 +207,7 @@ async fn write_batch(
             scopes: scopes_col("oauth_tokens.scopes", &scopes)?,
         });
     }
-    Ok(read.into_iter().map(Ok).collect())
+    Ok(read)
 }
 
 /// The compare-and-set of a rotation, for the old token's hash `hash` at `now` presented by
