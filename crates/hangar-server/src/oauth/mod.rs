@@ -756,7 +756,10 @@ impl OAuthService {
         let now = self.clock.now();
         let access_scopes = match requested {
             None => None,
-            Some(_) => Some(self.refused_refresh(client, &hash, requested, now).await?),
+            Some(_) => Some(
+                self.check_stored_refresh(client, &hash, requested, now)
+                    .await?,
+            ),
         };
         let access = Secret::generate(ACCESS_TOKEN_PREFIX, &mut OsRng);
         let refresh = Secret::generate(REFRESH_TOKEN_PREFIX, &mut OsRng);
@@ -778,7 +781,8 @@ impl OAuthService {
             }),
             Err(StoreError::Stale { .. }) => {
                 // Lost: the old token says why (or, still refreshable, lost to a revocation).
-                self.refused_refresh(client, &hash, requested, now).await?;
+                self.check_stored_refresh(client, &hash, requested, now)
+                    .await?;
                 Err(unknown_refresh_token().into())
             }
             Err(e) => Err(e.into()),
@@ -788,7 +792,7 @@ impl OAuthService {
     /// Reads the refresh token `hash` and checks a refresh of it by `client` at `now`
     /// (`RefreshTokenState::check_refresh`). Returns the access token's scope if it may be
     /// refreshed; otherwise the refusal, after revoking the grant if the token was reused.
-    async fn refused_refresh(
+    async fn check_stored_refresh(
         &self,
         client: &OAuthClient,
         hash: &SecretHash,
