@@ -55,12 +55,8 @@ impl WalCheckpointer {
             conn.execute("PRAGMA synchronous = NORMAL").await?;
             Ok::<_, sqlx::Error>(conn)
         };
-        let mut conn = tokio::time::timeout(timeout, open)
-            .await
-            .map_err(|_| StoreError::Timeout {
-                what: "opening the WAL checkpointer's connection",
-            })?
-            .map_err(StoreError::Database)?;
+        let mut conn =
+            StoreError::within(timeout, "opening the WAL checkpointer's connection", open).await?;
         // One pending wake is enough: a checkpoint copies everything committed before it.
         let (wake, mut woken) = mpsc::channel(1);
         tokio::spawn(async move {

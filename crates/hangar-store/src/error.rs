@@ -154,6 +154,22 @@ impl StoreError {
         }
     }
 
+    /// Runs `work` within `timeout`. Errors: [`StoreError::Timeout`] naming `what` if it
+    /// takes longer (the work is dropped), or the work's own error.
+    pub(crate) async fn within<T, E>(
+        timeout: std::time::Duration,
+        what: &'static str,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, StoreError>
+    where
+        E: Into<StoreError>,
+    {
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| StoreError::Timeout { what })?
+            .map_err(Into::into)
+    }
+
     pub(crate) fn corrupt(what: &'static str, reason: impl std::fmt::Display) -> StoreError {
         StoreError::Corrupt {
             what,

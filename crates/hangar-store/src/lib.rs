@@ -364,14 +364,13 @@ impl Store {
             Dialect::Sqlite => &SQLITE_MIGRATOR,
             Dialect::Postgres => &POSTGRES_MIGRATOR,
         };
-        match tokio::time::timeout(options.migrate_timeout, migrator.run(&pools.write)).await {
-            Ok(result) => result.map_err(StoreError::Migrate)?,
-            Err(_) => {
-                return Err(StoreError::Timeout {
-                    what: "running migrations",
-                })
-            }
-        }
+        let migrate = async {
+            migrator
+                .run(&pools.write)
+                .await
+                .map_err(StoreError::Migrate)
+        };
+        StoreError::within(options.migrate_timeout, "running migrations", migrate).await?;
         tracing::debug!(?dialect, "store connected and migrated");
         Ok(Store { pools })
     }
@@ -612,12 +611,7 @@ async fn enable_wal(url: &str, timeout: Duration) -> Result<(), StoreError> {
         conn.close().await?;
         Ok::<(), sqlx::Error>(())
     };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(result) => result.map_err(StoreError::Database),
-        Err(_) => Err(StoreError::Timeout {
-            what: "opening the SQLite file",
-        }),
-    }
+    StoreError::within(timeout, "opening the SQLite file", work).await
 }
 
 #[cfg(test)]

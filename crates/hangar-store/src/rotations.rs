@@ -98,11 +98,7 @@ impl RotationQueue {
             self.requests.send(rotation).await.map_err(|_| gone())?;
             answer.await.map_err(|_| gone())?
         };
-        tokio::time::timeout(DEADLINE, wait)
-            .await
-            .map_err(|_| StoreError::Timeout {
-                what: "rotating a refresh token",
-            })?
+        StoreError::within(DEADLINE, "rotating a refresh token", wait).await
     }
 }
 
