@@ -449,7 +449,7 @@ pub(crate) const NEW_TOKEN_COLUMNS: &str =
 
 /// `($first, ..., $first+9), (...)`: one row of [`NEW_TOKEN_COLUMNS`] placeholders per token,
 /// numbered from `$first`, for [`bind_tokens`].
-pub(crate) fn token_rows(count: usize, first: usize) -> String {
+fn token_rows(count: usize, first: usize) -> String {
     let mut rows = String::new();
     for i in 0..count {
         let p = first + i * 10;
@@ -469,7 +469,7 @@ pub(crate) fn token_rows(count: usize, first: usize) -> String {
 }
 
 /// Binds `tokens` in the order of [`token_rows`].
-pub(crate) fn bind_tokens<'q>(
+fn bind_tokens<'q>(
     mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
     tokens: &[NewOAuthToken],
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
