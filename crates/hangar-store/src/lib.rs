@@ -283,6 +283,13 @@ impl Store {
                         // power loss may undo the last commits but never corrupts the file.
                         // FULL would sync the WAL on every commit (about 1 ms each here).
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        // A statement inside a transaction that may fail part way (a batch's
+                        // INSERT ... SELECT) keeps a statement journal of the pages it changes,
+                        // to undo only itself. Past 64 KiB SQLite spills it to a temporary
+                        // file, created, written and deleted per statement: a quarter of the
+                        // writer's time in a refresh batch. In memory it stays a few MiB at
+                        // most (the pages of one statement).
+                        conn.execute("PRAGMA temp_store = MEMORY").await?;
                         if own_writer {
                             // The checkpointer copies the WAL back beside the writer; the
                             // writer's own checkpoint is only the bound (`checkpoint.rs`).
@@ -336,9 +343,15 @@ impl Store {
                 pool_options
                     .clone()
                     .max_connections(1)
-                    .after_release(move |_conn, _meta| {
+                    .after_release(move |conn, _meta| {
                         checkpointer.wake();
-                        Box::pin(async { Ok(true) })
+                        let finish = checkpointer.take_finish();
+                        Box::pin(async move {
+                            if finish {
+                                checkpoint::finish(conn).await;
+                            }
+                            Ok(true)
+                        })
                     });
             let read = pool_options
                 .max_connections(options.max_connections - 1)

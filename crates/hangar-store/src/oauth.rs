@@ -809,16 +809,19 @@ impl<'a> OAuthRepo<'a> {
         Ok(())
     }
 
-    /// Revokes every live token of a family (all descendants of one code or device code).
-    /// Returns how many were revoked.
+    /// Revokes every live token of a family of `grant` (all descendants of one code or device
+    /// code; found through the index by grant and family). Returns how many were revoked.
     pub async fn revoke_family(
         &self,
+        grant: GrantId,
         family: &SecretHash,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE oauth_tokens SET revoked_at = $2 WHERE family = $1 AND revoked_at IS NULL",
+            "UPDATE oauth_tokens SET revoked_at = $3 \
+             WHERE grant_id = $1 AND family = $2 AND revoked_at IS NULL",
         )
+        .bind(grant.to_string())
         .bind(family.to_hex())
         .bind(ms(now))
         .execute(self.write)

@@ -308,7 +308,7 @@ async fn code_redemption_is_one_transaction_with_one_winner(db: TestDb) {
     assert_eq!(
         store
             .oauth()
-            .revoke_family(&hash(1), at(20))
+            .revoke_family(grant, &hash(1), at(20))
             .await
             .expect("family"),
         2

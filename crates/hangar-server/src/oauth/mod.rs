@@ -685,7 +685,7 @@ impl OAuthService {
         match record.check_redemption(&request, now) {
             Ok(()) => {}
             Err(CodeRefusal::Replayed) => {
-                return Err(self.code_replayed(&hash, now).await);
+                return Err(self.code_replayed(grant_id, &hash, now).await);
             }
             Err(CodeRefusal::Invalid(e)) => return Err(e.into()),
         }
@@ -709,7 +709,7 @@ impl OAuthService {
                     .await?
                     .is_some_and(|(_, c)| c.redeemed_at.is_some());
                 if replayed {
-                    return Err(self.code_replayed(&hash, now).await);
+                    return Err(self.code_replayed(grant_id, &hash, now).await);
                 }
                 return Err(unknown().into());
             }
@@ -728,8 +728,13 @@ impl OAuthService {
     }
 
     /// RFC 6749 section 4.1.2: a code used twice revokes every token it produced.
-    async fn code_replayed(&self, hash: &SecretHash, now: Timestamp) -> EndpointError {
-        match self.store.oauth().revoke_family(hash, now).await {
+    async fn code_replayed(
+        &self,
+        grant: GrantId,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> EndpointError {
+        match self.store.oauth().revoke_family(grant, hash, now).await {
             Ok(n) => tracing::warn!(
                 revoked = n,
                 "authorization code replayed; its tokens are revoked"
@@ -1046,7 +1051,7 @@ impl OAuthService {
             TokenKind::Refresh => {
                 self.store
                     .oauth()
-                    .revoke_family(&record.family, now)
+                    .revoke_family(record.grant_id, &record.family, now)
                     .await?;
             }
         }
