@@ -11,13 +11,14 @@
 //! writer. A passive checkpoint never waits for a lock and never blocks a reader or the
 //! writer; it copies what was committed when it began.
 //!
-//! Two things about SQLite's checkpoints shape the rest (measured with `perf trace` on the
-//! refresh benchmark):
+//! Two things about SQLite's checkpoints shape the rest (measured with `perf` syscall
+//! tracepoints on the refresh benchmark):
 //!
 //! - SQLite syncs the database file only when a checkpoint reaches the end of the WAL. Under
 //!   steady writes a passive checkpoint never does, so the copied pages stayed dirty in the
 //!   page cache until one did: about 40 MB, and that one sync took 33 ms. The task syncs the
-//!   database file itself after each of its checkpoints, so the dirty pages never pile up.
+//!   database file itself beside its checkpoints ([`DatabaseSync`]), so the dirty pages never
+//!   pile up.
 //! - SQLite starts the WAL over from its beginning only after a checkpoint has copied all of
 //!   it. With writes arriving all the time, that takes a checkpoint while nothing is written:
 //!   a pause of the writer, as long as the copy of what is left plus two syncs. Copying is
@@ -149,7 +150,8 @@ impl WalCheckpointer {
     pub(crate) async fn start(url: &str, timeout: Duration) -> Result<WalCheckpointer, StoreError> {
         let open = async {
             let mut conn = sqlx::AnyConnection::connect(url).await?;
-            // The checkpoint's own sync of the WAL; the WAL's is as the writer's.
+            // A checkpoint syncs the WAL before it copies, and the database file when it
+            // reaches the end of the WAL (the task syncs the file beside, see above).
             conn.execute("PRAGMA synchronous = NORMAL").await?;
             // `(seq, name, file)` per attached database; `main` is the file itself.
             let (_, _, path): (i64, String, String) = sqlx::query_as("PRAGMA database_list")
